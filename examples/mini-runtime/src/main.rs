@@ -1,13 +1,23 @@
 //! `mini-runtime`: a runc-compatible OCI runtime, image commands and a CRI server,
 //! composed only from the crates of this workspace.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// A small container runtime built from the cri-api, oci-runtime and image-store crates.
 #[derive(Debug, Parser)]
 #[command(name = "mini-runtime", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
 
 fn main() {
-    let _cli = Cli::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        None => {}
+        Some(c) => match c {},
+    }
 }
