@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     tonic_prost_build::configure()
         .build_transport(false)
+        // Embedders implement the RPCs they support; the rest answer UNIMPLEMENTED.
+        .generate_default_stubs(true)
         .client_mod_attribute("runtime.v1", r#"#[cfg(feature = "client")]"#)
         .server_mod_attribute("runtime.v1", r#"#[cfg(feature = "server")]"#)
         .compile_fds(fds)?;
