@@ -1,0 +1,170 @@
+//! The crate's one error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the image store and the layer applier.
+///
+/// Each variant names the operation that failed and the path, layer entry,
+/// digest or image name it failed on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A filesystem operation on a store or target path failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Applying one entry of a layer failed.
+    #[error("layer entry {entry}: {op}: {source}")]
+    Entry {
+        /// The entry's path as written in the layer.
+        entry: String,
+        /// What was being done with it.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A layer entry is malformed or not allowed.
+    #[error("layer entry {entry}: {reason}")]
+    BadEntry {
+        /// The entry's path as written in the layer.
+        entry: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// Reading a layer's tar stream failed (truncated or corrupt data).
+    #[error("reading layer {layer}: {source}")]
+    ReadLayer {
+        /// The layer's digest, or `stream` for a bare reader.
+        layer: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A string is not a valid `algorithm:hex` digest this store supports.
+    #[error("invalid digest {digest:?}: {reason}")]
+    InvalidDigest {
+        /// The string as given.
+        digest: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// Content did not hash to the digest it was announced with.
+    #[error("{what} {expected}: content hashes to {actual}")]
+    DigestMismatch {
+        /// `blob` or `layer diff_id`.
+        what: &'static str,
+        /// The announced digest.
+        expected: String,
+        /// The digest the content actually has.
+        actual: String,
+    },
+    /// Content did not have the size it was announced with.
+    #[error("blob {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The blob's digest.
+        digest: String,
+        /// The announced size.
+        expected: u64,
+        /// The size actually read.
+        actual: u64,
+    },
+    /// A blob an image needs is not in the source or the store.
+    #[error("blob {digest} is missing from {source_name}")]
+    MissingBlob {
+        /// The blob's digest.
+        digest: String,
+        /// Where it was looked for.
+        source_name: String,
+    },
+    /// A JSON document (manifest, index, config, store metadata) did not parse.
+    #[error("parsing {what}: {source}")]
+    Json {
+        /// Which document.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An image source or manifest is not something the store can import.
+    #[error("{what}: {reason}")]
+    InvalidImage {
+        /// The source path or digest.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A media type the store does not handle.
+    #[error("{digest}: unsupported media type {media_type}")]
+    UnsupportedMediaType {
+        /// The descriptor's digest.
+        digest: String,
+        /// The media type.
+        media_type: String,
+    },
+    /// An image index lists no manifest for the requested platform.
+    #[error("{what}: no manifest for platform {platform}")]
+    NoMatchingPlatform {
+        /// The index's digest or source.
+        what: String,
+        /// The wanted `os/arch[/variant]`.
+        platform: String,
+    },
+    /// An image reference does not parse.
+    #[error("invalid image name {name:?}: {reason}")]
+    InvalidReference {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// No image of that name is in the store.
+    #[error("image {name} not found")]
+    ImageNotFound {
+        /// The normalized name.
+        name: String,
+    },
+    /// A target directory must be absent or empty and is not.
+    #[error("{path} is not empty")]
+    TargetNotEmpty {
+        /// The target directory.
+        path: PathBuf,
+    },
+    /// Mounting or unmounting a rootfs failed.
+    #[error("{op} {path}: {source}")]
+    Mount {
+        /// `mount overlay` or `unmount`.
+        op: &'static str,
+        /// The mount point.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// No rootfs of this store is mounted there.
+    #[error("{path} is not a rootfs mounted from this store")]
+    NotMounted {
+        /// The directory given.
+        path: PathBuf,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for building [`Error::Io`] in `map_err`.
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}
