@@ -8,6 +8,8 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "runtime/v1/api.proto";
     println!("cargo:rerun-if-changed=proto/{proto}");
+    // protox never runs protoc; rerunning when PROTOC changes lets CI prove it.
+    println!("cargo:rerun-if-env-changed=PROTOC");
 
     let fds = protox::compile([proto], ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -1,0 +1,30 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: installs what the workspace
+# needs on a fresh Debian 12 machine. Idempotent and quick when all is there.
+
+apt_packages=(busybox-static runc crun umoci skopeo python3-venv python3-pip iproute2 pkg-config)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install a Rust toolchain (1.88 or newer) with rustup" >&2
+  exit 1
+fi
+
+# Python test tools (a grpcio client for the CRI interop test) live in .venv.
+if ! .venv/bin/python -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+  echo "creating .venv with grpcio"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check grpcio grpcio-tools
+fi
