@@ -17,60 +17,65 @@
 //!
 //! No system `protoc` is needed to build it: the proto is compiled by protox.
 //!
-//! # A server
-//!
-//! ```no_run
-//! use cri_api::v1::{RuntimeService, ImageService, VersionRequest, VersionResponse};
-//! use cri_api::{Request, Response, Status};
-//!
-//! struct MyRuntime;
-//!
-//! #[cri_api::async_trait]
-//! impl RuntimeService for MyRuntime {
-//!     async fn version(
-//!         &self,
-//!         _req: Request<VersionRequest>,
-//!     ) -> Result<Response<VersionResponse>, Status> {
-//!         Ok(Response::new(VersionResponse {
-//!             version: "0.1.0".into(),
-//!             runtime_name: "my-runtime".into(),
-//!             runtime_version: "0.1.0".into(),
-//!             runtime_api_version: "v1".into(),
-//!         }))
-//!     }
-//!     // Every other RPC answers UNIMPLEMENTED until it is written.
-//! }
-//!
-//! struct MyImages;
-//! impl ImageService for MyImages {}
-//!
-//! # async fn run() -> Result<(), cri_api::transport::Error> {
-//! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
-//! cri_api::transport::serve("/run/my-runtime/cri.sock", MyRuntime, MyImages, shutdown).await?;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # A client
-//!
-//! ```no_run
-//! use cri_api::v1::{RuntimeServiceClient, ListContainersRequest};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let channel = cri_api::transport::connect("/run/containerd/containerd.sock").await?;
-//! let mut runtime = RuntimeServiceClient::new(channel);
-//! let containers = runtime
-//!     .list_containers(ListContainersRequest::default())
-//!     .await?
-//!     .into_inner()
-//!     .containers;
-//! for c in containers {
-//!     println!("{} {}", c.id, c.metadata.map(|m| m.name).unwrap_or_default());
-//! }
-//! # Ok(())
-//! # }
-//! ```
 #![deny(missing_docs)]
+#![cfg_attr(
+    feature = "transport",
+    doc = r##"
+# A server
+
+```no_run
+use cri_api::v1::{RuntimeService, ImageService, VersionRequest, VersionResponse};
+use cri_api::{Request, Response, Status};
+
+struct MyRuntime;
+
+#[cri_api::async_trait]
+impl RuntimeService for MyRuntime {
+    async fn version(
+        &self,
+        _req: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        Ok(Response::new(VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: "my-runtime".into(),
+            runtime_version: "0.1.0".into(),
+            runtime_api_version: "v1".into(),
+        }))
+    }
+    // Every other RPC answers UNIMPLEMENTED until it is written.
+}
+
+struct MyImages;
+impl ImageService for MyImages {}
+
+# async fn run() -> Result<(), cri_api::transport::Error> {
+let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+cri_api::transport::serve("/run/my-runtime/cri.sock", MyRuntime, MyImages, shutdown).await?;
+# Ok(())
+# }
+```
+
+# A client
+
+```no_run
+use cri_api::v1::{RuntimeServiceClient, ListContainersRequest};
+
+# async fn run() -> Result<(), Box<dyn std::error::Error>> {
+let channel = cri_api::transport::connect("/run/containerd/containerd.sock").await?;
+let mut runtime = RuntimeServiceClient::new(channel);
+let containers = runtime
+    .list_containers(ListContainersRequest::default())
+    .await?
+    .into_inner()
+    .containers;
+for c in containers {
+    println!("{} {}", c.id, c.metadata.map(|m| m.name).unwrap_or_default());
+}
+# Ok(())
+# }
+```
+"##
+)]
 
 #[cfg(feature = "transport")]
 pub mod transport;
