@@ -5,4 +5,38 @@
 //! the create / start / state / kill / delete lifecycle that runc's users know.
 //! It knows nothing of images or of the CRI; embedders such as a CRI server or a
 //! runc-compatible command line compose it with the other crates of this workspace.
+//!
+//! Spawning is safe from a multi-threaded process: the parent prepares an *init
+//! plan* (every path, string, flag and mask), clones, and the child carries it out
+//! with raw system calls only, reporting a failed step over a pipe.
+//!
+//! ```no_run
+//! use oci_runtime::{CreateOptions, Runtime};
+//!
+//! let rt = Runtime::new("/run/mini-runtime");
+//! let pid = rt.create("web", "/srv/bundles/web".as_ref(), &CreateOptions::default())?;
+//! rt.start("web")?;
+//! println!("{} runs as pid {pid}", rt.state("web")?.state.id());
+//! let code = rt.wait("web")?;
+//! rt.delete("web", false)?;
+//! # let _ = code;
+//! # Ok::<(), oci_runtime::Error>(())
+//! ```
 #![deny(missing_docs)]
+
+mod child;
+mod config;
+mod container;
+mod error;
+mod hooks;
+mod plan;
+mod procfs;
+mod spawn;
+mod state;
+mod sys;
+
+pub use config::{Bundle, parse_spec, validate, validate_id, validate_process};
+pub use container::{ContainerInfo, CreateOptions, ExecOptions, OCI_VERSION, Runtime, wait_pid};
+pub use error::{Error, Result};
+pub use plan::cap_number_by_name;
+pub use procfs::parse_signal;

@@ -1,0 +1,445 @@
+//! Loading and validating a bundle's `config.json`.
+//!
+//! Validation happens before anything is created, so a refused bundle leaves no
+//! state dir, process or mount behind.
+
+use std::collections::HashSet;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result, invalid};
+
+/// A validated bundle: its spec and the absolute path of its root filesystem.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Absolute path of the bundle directory.
+    pub dir: PathBuf,
+    /// The parsed `config.json`.
+    pub spec: Spec,
+    /// Absolute path of the root filesystem (`root.path` resolved against `dir`).
+    pub rootfs: PathBuf,
+}
+
+impl Bundle {
+    /// Reads `<dir>/config.json` and validates it. See [`parse_spec`] and [`validate`].
+    pub fn load(dir: &Path) -> Result<Self> {
+        let dir =
+            std::path::absolute(dir).map_err(crate::error::io_err("resolving bundle", dir))?;
+        let path = dir.join("config.json");
+        let bytes = std::fs::read(&path).map_err(|source| Error::ReadConfig {
+            path: path.clone(),
+            source,
+        })?;
+        let spec = parse_spec(&bytes, &path)?;
+        let rootfs = validate(&spec, &dir)?;
+        Ok(Bundle { dir, spec, rootfs })
+    }
+}
+
+/// Parses `config.json` bytes; errors carry the JSON path of the bad field and line/column.
+pub fn parse_spec(bytes: &[u8], path: &Path) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        Error::ParseConfig {
+            path: path.to_path_buf(),
+            field,
+            source: e.into_inner(),
+        }
+    })
+}
+
+/// Checks a container id: non-empty, at most 1024 bytes, no `/`, no `..`, no control characters.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidId {
+            id: id.to_string(),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return bad("empty");
+    }
+    if id.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if id == "." || id.contains("..") {
+        return bad("contains `..` or is `.`");
+    }
+    if id.contains('/') {
+        return bad("contains `/`");
+    }
+    if id.chars().any(|c| c.is_control()) {
+        return bad("contains control characters");
+    }
+    Ok(())
+}
+
+/// Validates a parsed spec for this runtime; returns the absolute rootfs path.
+///
+/// Refuses what it cannot honour instead of ignoring it: `linux.resources` and
+/// `linux.seccomp` (cgroups and seccomp are not implemented yet), and the few
+/// Linux features this runtime does not model.
+pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
+    let version = spec.version();
+    let major = version.split('.').next().unwrap_or("");
+    if major != "1" {
+        return Err(invalid(
+            "ociVersion",
+            format!("unsupported version {version:?}, expected 1.x"),
+        ));
+    }
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root", "missing"))?;
+    let rootfs = bundle_dir.join(root.path());
+    let meta = std::fs::metadata(&rootfs)
+        .map_err(|e| invalid("root.path", format!("{}: {e}", rootfs.display())))?;
+    if !meta.is_dir() {
+        return Err(invalid(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+    let Some(linux) = spec.linux() else {
+        return Err(invalid(
+            "linux",
+            "missing: only Linux containers are supported",
+        ));
+    };
+    if let Some(r) = linux.resources() {
+        let empty = r.devices().as_ref().is_none_or(|d| d.is_empty())
+            && r.memory().is_none()
+            && r.cpu().is_none()
+            && r.pids().is_none()
+            && r.block_io().is_none()
+            && r.hugepage_limits().as_ref().is_none_or(|h| h.is_empty())
+            && r.network().is_none()
+            && r.rdma().as_ref().is_none_or(|h| h.is_empty())
+            && r.unified().as_ref().is_none_or(|h| h.is_empty());
+        if !empty {
+            return Err(invalid(
+                "linux.resources",
+                "cgroup resource limits are not supported yet",
+            ));
+        }
+    }
+    if linux.seccomp().is_some() {
+        return Err(invalid(
+            "linux.seccomp",
+            "seccomp filters are not supported yet",
+        ));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(invalid("linux.intelRdt", "not supported"));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(invalid("linux.memoryPolicy", "not supported"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|n| !n.is_empty()) {
+        return Err(invalid("linux.netDevices", "not supported"));
+    }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(invalid("linux.mountLabel", "SELinux is not supported"));
+    }
+    if let Some(p) = linux.rootfs_propagation() {
+        if crate::plan::propagation_flag(p).is_none() {
+            return Err(invalid(
+                "linux.rootfsPropagation",
+                format!("unknown propagation {p:?}"),
+            ));
+        }
+    }
+
+    let mut seen = HashSet::new();
+    let namespaces = linux.namespaces().as_deref().unwrap_or(&[]);
+    for (i, ns) in namespaces.iter().enumerate() {
+        let field = format!("linux.namespaces[{i}]");
+        if !seen.insert(ns.typ()) {
+            return Err(invalid(
+                field,
+                format!("duplicate namespace type {}", ns.typ()),
+            ));
+        }
+        if let Some(p) = ns.path() {
+            check_ns_path(p, ns.typ()).map_err(|r| invalid(format!("{field}.path"), r))?;
+        }
+    }
+    let has = |t| namespaces.iter().any(|n| n.typ() == t);
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if maps
+        && !namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
+    {
+        return Err(invalid(
+            "linux.uidMappings",
+            "id mappings need a new user namespace",
+        ));
+    }
+    if namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
+        && !maps
+    {
+        return Err(invalid(
+            "linux.uidMappings",
+            "a new user namespace needs uid and gid mappings",
+        ));
+    }
+    if let Some(offsets) = linux.time_offsets() {
+        if !offsets.is_empty()
+            && !namespaces
+                .iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none())
+        {
+            return Err(invalid(
+                "linux.timeOffsets",
+                "time offsets need a new time namespace",
+            ));
+        }
+        for k in offsets.keys() {
+            if k != "monotonic" && k != "boottime" {
+                return Err(invalid(
+                    format!("linux.timeOffsets.{k}"),
+                    "only monotonic and boottime clocks have offsets",
+                ));
+            }
+        }
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for (k, _) in sysctl.iter() {
+            if k.is_empty() || k.contains("..") || k.starts_with(['/', '.']) {
+                return Err(invalid(format!("linux.sysctl.{k}"), "not a sysctl name"));
+            }
+            let net = k.starts_with("net.");
+            let ipc = k.starts_with("kernel.msg")
+                || k.starts_with("kernel.sem")
+                || k.starts_with("kernel.shm")
+                || k == "fs.mqueue"
+                || k.starts_with("fs.mqueue.");
+            let uts = k == "kernel.hostname" || k == "kernel.domainname";
+            let ok = (net && has(LinuxNamespaceType::Network))
+                || (ipc && has(LinuxNamespaceType::Ipc))
+                || (uts && has(LinuxNamespaceType::Uts));
+            if !ok {
+                return Err(invalid(
+                    format!("linux.sysctl.{k}"),
+                    "not namespaced by a namespace this container has",
+                ));
+            }
+        }
+    }
+    if spec.hostname().is_some() && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid(
+            "hostname",
+            "setting the hostname needs a uts namespace",
+        ));
+    }
+    if spec.domainname().is_some() && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid(
+            "domainname",
+            "setting the domainname needs a uts namespace",
+        ));
+    }
+    for (list, field) in [
+        (linux.masked_paths(), "linux.maskedPaths"),
+        (linux.readonly_paths(), "linux.readonlyPaths"),
+    ] {
+        for (i, p) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
+            if !p.starts_with('/') {
+                return Err(invalid(
+                    format!("{field}[{i}]"),
+                    format!("{p:?} is not absolute"),
+                ));
+            }
+        }
+    }
+    if let Some(mounts) = spec.mounts() {
+        for (i, m) in mounts.iter().enumerate() {
+            crate::plan::parse_mount_options(m.options().as_deref().unwrap_or(&[]))
+                .map_err(|r| invalid(format!("mounts[{i}].options"), r))?;
+            let bind = m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .as_deref()
+                    .unwrap_or(&[])
+                    .iter()
+                    .any(|o| o == "bind" || o == "rbind");
+            if bind && m.source().is_none() {
+                return Err(invalid(
+                    format!("mounts[{i}].source"),
+                    "a bind mount needs a source",
+                ));
+            }
+            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+                return Err(invalid(
+                    format!("mounts[{i}].uidMappings"),
+                    "id-mapped mounts are not supported",
+                ));
+            }
+            if !bind && m.typ().is_none() {
+                return Err(invalid(
+                    format!("mounts[{i}].type"),
+                    "missing for a non-bind mount",
+                ));
+            }
+        }
+    }
+    if let Some(devices) = linux.devices() {
+        for (i, d) in devices.iter().enumerate() {
+            if !d.path().starts_with("/dev/") {
+                return Err(invalid(
+                    format!("linux.devices[{i}].path"),
+                    "must be under /dev",
+                ));
+            }
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        let lists = [
+            ("hooks.prestart", hooks.prestart()),
+            ("hooks.createRuntime", hooks.create_runtime()),
+            ("hooks.createContainer", hooks.create_container()),
+            ("hooks.startContainer", hooks.start_container()),
+            ("hooks.poststart", hooks.poststart()),
+            ("hooks.poststop", hooks.poststop()),
+        ];
+        for (field, list) in lists {
+            for (i, h) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
+                if !h.path().is_absolute() {
+                    return Err(invalid(format!("{field}[{i}].path"), "must be absolute"));
+                }
+                if h.timeout().is_some_and(|t| t <= 0) {
+                    return Err(invalid(format!("{field}[{i}].timeout"), "must be positive"));
+                }
+            }
+        }
+    }
+    if let Some(p) = spec.process() {
+        validate_process(p, "process")?;
+    }
+    Ok(rootfs)
+}
+
+/// Validates a process description (also used for `exec --process`).
+pub fn validate_process(p: &oci_spec::runtime::Process, field: &str) -> Result<()> {
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(invalid(format!("{field}.args"), "must name a program"));
+    }
+    if !p.cwd().is_absolute() {
+        return Err(invalid(format!("{field}.cwd"), "must be absolute"));
+    }
+    if p.command_line().is_some() {
+        return Err(invalid(format!("{field}.commandLine"), "only for Windows"));
+    }
+    if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty()) {
+        return Err(invalid(
+            format!("{field}.apparmorProfile"),
+            "AppArmor is not supported",
+        ));
+    }
+    if p.selinux_label().as_ref().is_some_and(|a| !a.is_empty()) {
+        return Err(invalid(
+            format!("{field}.selinuxLabel"),
+            "SELinux is not supported",
+        ));
+    }
+    if p.exec_cpu_affinity().is_some() {
+        return Err(invalid(format!("{field}.execCPUAffinity"), "not supported"));
+    }
+    if p.scheduler().is_some() {
+        return Err(invalid(format!("{field}.scheduler"), "not supported"));
+    }
+    if p.io_priority().is_some() {
+        return Err(invalid(format!("{field}.ioPriority"), "not supported"));
+    }
+    let mut seen = Vec::new();
+    for (i, r) in p.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
+        if seen.contains(&r.typ()) {
+            return Err(invalid(
+                format!("{field}.rlimits[{i}]"),
+                format!("duplicate {:?}", r.typ()),
+            ));
+        }
+        seen.push(r.typ());
+        if r.soft() > r.hard() {
+            return Err(invalid(
+                format!("{field}.rlimits[{i}]"),
+                "soft limit above hard limit",
+            ));
+        }
+    }
+    for (i, e) in p.env().as_deref().unwrap_or(&[]).iter().enumerate() {
+        if !e.contains('=') || e.contains('\0') {
+            return Err(invalid(format!("{field}.env[{i}]"), "not KEY=value"));
+        }
+    }
+    if let Some(caps) = p.capabilities() {
+        for set in [
+            caps.bounding(),
+            caps.effective(),
+            caps.inheritable(),
+            caps.permitted(),
+            caps.ambient(),
+        ] {
+            for c in set.iter().flatten() {
+                crate::plan::cap_number(c).ok_or_else(|| {
+                    invalid(
+                        format!("{field}.capabilities"),
+                        format!("unknown capability {c}"),
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `path` is a namespace file of the wanted type (nsfs + `NS_GET_NSTYPE`).
+fn check_ns_path(path: &Path, typ: LinuxNamespaceType) -> std::result::Result<(), String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb7 << 8 | 0x3;
+    // SAFETY: `f` is an open file owned for the duration of the call; NS_GET_NSTYPE takes no argument.
+    let ret = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if ret == -1 {
+        return Err(format!("{} is not a namespace", path.display()));
+    }
+    let want = crate::plan::ns_flag(typ);
+    if ret != want {
+        return Err(format!("{} is not a {typ} namespace", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1_2.3").is_ok());
+        for bad in ["", "a/b", "..", "a..b", ".", "a\nb", "x\u{7f}"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn json_error_names_field_and_line() {
+        let json = br#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":"zero","gid":0}}}"#;
+        let err = parse_spec(json, Path::new("c.json"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("process.user.uid"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+        let err = parse_spec(b"{\n\"ociVersion\": 1.0,", Path::new("c.json"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

@@ -1,0 +1,175 @@
+//! `create`: validate, plan, spawn the init and leave it waiting for `start`.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType};
+
+use super::{Runtime, connect_console, current_user, state_json, write_pid_file};
+use crate::config::{Bundle, validate_id};
+use crate::error::{Error, Result, cvt, io_err};
+use crate::plan::{self, PlanOptions};
+use crate::spawn::{SpawnIo, spawn};
+use crate::state::{Locked, Saved, rfc3339};
+use crate::{hooks, procfs};
+
+/// Options of `create` (and `run`), as runc's flags name them.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Unix socket that receives the pty master when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
+    /// File to write the init's host pid to.
+    pub pid_file: Option<PathBuf>,
+    /// Use `MS_MOVE` + `chroot` instead of `pivot_root`.
+    pub no_pivot: bool,
+    /// Pass fds 3..3+N of the caller to the container process.
+    pub preserve_fds: u32,
+}
+
+impl Runtime {
+    /// Creates container `id` from the bundle at `bundle`: namespaces, rootfs and
+    /// process set up, the payload not yet exec'd. Returns the init's host pid.
+    ///
+    /// The init is a child of the calling process; whoever outlives it should reap
+    /// it ([`Runtime::wait`], [`Runtime::delete`]). Nothing is left behind on failure.
+    pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<i32> {
+        validate_id(id)?;
+        let bundle = Bundle::load(bundle)?;
+        let plan = plan::build(
+            &bundle,
+            &PlanOptions {
+                no_pivot: opts.no_pivot,
+            },
+            &self.proc_root,
+        )?;
+        let console = match (&opts.console_socket, plan.process.terminal) {
+            (Some(p), true) => Some(connect_console(p)?),
+            (None, true) => {
+                return Err(crate::error::invalid(
+                    "process.terminal",
+                    "a terminal needs --console-socket",
+                ));
+            }
+            (_, false) => None,
+        };
+        let linux = bundle.spec.linux().as_ref();
+        let own_pid_ns = linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| {
+                n.iter()
+                    .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+            });
+        let mut saved = Saved {
+            id: id.to_string(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            pid: 0,
+            start_time: 0,
+            created: rfc3339(std::time::SystemTime::now()),
+            started: false,
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            exit_status: None,
+            own_pid_ns,
+            hooks: bundle.spec.hooks().clone(),
+            owner: current_user(),
+        };
+        let locked = Locked::create(&self.root, id, &saved)?;
+        match self.spawn_init(&locked, &plan, &mut saved, console, opts) {
+            Ok(pid) => Ok(pid),
+            Err(e) => {
+                let _ = locked.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn_init(
+        &self,
+        locked: &Locked,
+        plan: &plan::InitPlan,
+        saved: &mut Saved,
+        console: Option<OwnedFd>,
+        opts: &CreateOptions,
+    ) -> Result<i32> {
+        let fifo_path = locked.fifo();
+        let c = CString::new(fifo_path.as_os_str().as_bytes()).map_err(|_| Error::InvalidId {
+            id: saved.id.clone(),
+            reason: "contains a NUL byte",
+        })?;
+        // SAFETY: `c` is a NUL-terminated path alive for the call.
+        cvt(unsafe { libc::mkfifo(c.as_ptr(), 0o600) })
+            .map_err(io_err("creating exec fifo", &fifo_path))?;
+        // Read-write so the open does not block; the init blocks reading it until `start` writes.
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&fifo_path)
+            .map_err(io_err("opening exec fifo", &fifo_path))?;
+        let hooks = saved.hooks.clone();
+        let base = saved.clone();
+        let mut on_hooks = |pid: i32| -> Result<Vec<u8>> {
+            let mut s = base.clone();
+            s.pid = pid;
+            s.start_time = procfs::stat(&self.proc_root, pid).map(|x| x.0).unwrap_or(0);
+            let mut info = self.info(&s);
+            info.state.set_status(ContainerState::Creating);
+            info.state.set_pid(Some(pid));
+            let json = state_json(&info);
+            let h = hooks.as_ref();
+            hooks::run("prestart", h.and_then(|h| h.prestart().as_ref()), &json)?;
+            hooks::run(
+                "createRuntime",
+                h.and_then(|h| h.create_runtime().as_ref()),
+                &json,
+            )?;
+            info.state.set_status(ContainerState::Created);
+            Ok(state_json(&info))
+        };
+        let io = SpawnIo {
+            fifo: Some(fifo.into()),
+            console,
+            preserve_fds: opts.preserve_fds,
+            exec_root: None,
+            wait_exec: false,
+        };
+        let pid = spawn(plan, io, &mut on_hooks)?;
+        let mut finish = || -> Result<()> {
+            saved.pid = pid;
+            saved.start_time =
+                procfs::stat(&self.proc_root, pid)
+                    .map(|x| x.0)
+                    .ok_or_else(|| Error::Sys {
+                        operation: "reading init start time",
+                        source: std::io::Error::from_raw_os_error(libc::ESRCH),
+                    })?;
+            locked.save(saved)?;
+            if let Some(p) = &opts.pid_file {
+                write_pid_file(p, pid)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = finish() {
+            // SAFETY: killing and reaping the child we just spawned.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = super::wait_pid(pid);
+            return Err(e);
+        }
+        Ok(pid)
+    }
+
+    /// `create` then `start`; returns the init's host pid.
+    pub fn run(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<(i32, Vec<Error>)> {
+        let pid = self.create(id, bundle, opts)?;
+        match self.start(id) {
+            Ok(w) => Ok((pid, w)),
+            Err(e) => {
+                let _ = self.delete(id, true);
+                Err(e)
+            }
+        }
+    }
+}

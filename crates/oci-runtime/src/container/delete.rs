@@ -1,0 +1,61 @@
+//! `delete`: stop (with `force`) and remove a container, then run poststop hooks.
+
+use oci_spec::runtime::ContainerState;
+
+use super::{Runtime, pidfd, signal_pidfd, state_json, wait_gone};
+use crate::error::{Error, Result};
+use crate::{hooks, procfs};
+
+impl Runtime {
+    /// Deletes a container. A running one needs `force` (it is killed first); a
+    /// created one is killed as runc does; a half-created one (a crashed `create`)
+    /// is cleaned up. Poststop hook failures are returned as warnings.
+    pub fn delete(&self, id: &str, force: bool) -> Result<Vec<Error>> {
+        let l = self.open(id)?;
+        let s = l.load(id)?;
+        let status = self.status(&s);
+        if status == ContainerState::Running && !force {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                operation: "delete without --force",
+            });
+        }
+        if matches!(status, ContainerState::Running | ContainerState::Created) {
+            if let Some(fd) = pidfd(&self.proc_root, s.pid, s.start_time)? {
+                if s.own_pid_ns {
+                    // Killing a pid namespace's init kills everything in it.
+                    let _ = signal_pidfd(&fd, libc::SIGKILL);
+                } else {
+                    let _ = signal_pidfd(&fd, libc::SIGKILL);
+                }
+                wait_gone(&fd, s.pid, 30_000)?;
+            }
+        } else if s.pid > 0 {
+            // Stopped: reap it if it is our child and nobody has yet.
+            let mut st = 0;
+            // SAFETY: non-blocking reap; ECHILD when it is not our child.
+            unsafe { libc::waitpid(s.pid, &mut st, libc::WNOHANG) };
+        }
+        if s.own_pid_ns && s.pid > 0 {
+            // Wait (bounded) for the rest of the namespace to go, so nothing outlives delete.
+            for _ in 0..3000 {
+                if procfs::pids_in_pidns_of(&self.proc_root, s.pid).is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        let mut info = self.info(&s);
+        info.state.set_status(ContainerState::Stopped);
+        let json = state_json(&info);
+        let mut warnings = Vec::new();
+        for h in s.hooks.iter().flat_map(|h| h.poststop().iter().flatten()) {
+            if let Err(e) = hooks::run("poststop", Some(&vec![h.clone()]), &json) {
+                warnings.push(e);
+            }
+        }
+        l.remove()?;
+        Ok(warnings)
+    }
+}

@@ -1,0 +1,131 @@
+//! `exec`: run another process inside a created or running container.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{ContainerState, Process};
+
+use super::{Runtime, connect_console, write_pid_file};
+use crate::config::validate_process;
+use crate::error::{Error, Result, io_err};
+use crate::plan::{self, InitPlan, JoinNs};
+use crate::spawn::{SpawnIo, spawn};
+
+/// Options of `exec`, as runc's flags name them.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Unix socket that receives the pty master when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
+    /// File to write the new process's host pid to.
+    pub pid_file: Option<PathBuf>,
+    /// Pass fds 3..3+N of the caller to the process.
+    pub preserve_fds: u32,
+}
+
+const NAMESPACES: [(&str, libc::c_int); 8] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("pid", libc::CLONE_NEWPID),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", libc::CLONE_NEWTIME),
+    ("mnt", libc::CLONE_NEWNS),
+];
+
+impl Runtime {
+    /// The process of the container's `config.json`: the base that `exec` flags modify.
+    pub fn base_process(&self, id: &str) -> Result<Process> {
+        let l = self.open(id)?;
+        let s = l.load(id)?;
+        let bundle = crate::config::Bundle::load(&s.bundle)?;
+        Ok(bundle.spec.process().clone().unwrap_or_default())
+    }
+
+    /// Runs `process` in the namespaces and root of container `id`; returns its host
+    /// pid once it has exec'd. It is a child of the calling process.
+    pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+        validate_process(process, "process")?;
+        let l = self.open(id)?;
+        let s = l.load(id)?;
+        let status = self.status(&s);
+        if !matches!(status, ContainerState::Created | ContainerState::Running) {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                operation: "exec",
+            });
+        }
+        let last_cap = plan::last_cap(&self.proc_root);
+        let proc_pid = self.proc_root.join(s.pid.to_string());
+        let mut join = Vec::new();
+        for (name, nstype) in NAMESPACES {
+            let theirs = proc_pid.join("ns").join(name);
+            let ours = self.proc_root.join("self/ns").join(name);
+            match (std::fs::read_link(&theirs), std::fs::read_link(&ours)) {
+                (Ok(a), Ok(b)) if a != b => join.push(JoinNs {
+                    path: theirs,
+                    nstype,
+                }),
+                _ => {}
+            }
+        }
+        let root_path = proc_pid.join("root");
+        let exec_root = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&root_path)
+            .map_err(io_err("opening container root", &root_path))?;
+        // The pidfd-free check: the pid we opened must still be the container's init.
+        if !crate::procfs::alive(&self.proc_root, s.pid, s.start_time) {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: "stopped".into(),
+                operation: "exec",
+            });
+        }
+        let process_plan = plan::process_plan(process, last_cap, "process")?;
+        let console = match (&opts.console_socket, process_plan.terminal) {
+            (Some(p), true) => Some(connect_console(p)?),
+            (None, true) => {
+                return Err(crate::error::invalid(
+                    "process.terminal",
+                    "a terminal needs --console-socket",
+                ));
+            }
+            (_, false) => None,
+        };
+        let plan = InitPlan {
+            clone_flags: 0,
+            unshare_flags: 0,
+            join,
+            two_stage: true,
+            new_user: false,
+            uid_map: String::new(),
+            gid_map: String::new(),
+            time_offsets: None,
+            rootfs: None,
+            hostname: None,
+            domainname: None,
+            sysctl: Vec::new(),
+            process: process_plan,
+            runtime_hooks: false,
+            create_container_hooks: Vec::new(),
+            start_container_hooks: Vec::new(),
+            last_cap,
+        };
+        let io = SpawnIo {
+            fifo: None,
+            console,
+            preserve_fds: opts.preserve_fds,
+            exec_root: Some(exec_root.into()),
+            wait_exec: true,
+        };
+        let pid = spawn(&plan, io, &mut |_| Ok(Vec::new()))?;
+        drop(l);
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        Ok(pid)
+    }
+}

@@ -1,0 +1,292 @@
+//! The container lifecycle over a state root: one file per verb.
+
+mod create;
+mod delete;
+mod exec;
+mod kill;
+mod start;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{ContainerState, State};
+
+use crate::error::{Error, Result, cvt, io_err};
+use crate::procfs;
+use crate::state::{Locked, Saved};
+
+pub use create::CreateOptions;
+pub use exec::ExecOptions;
+
+/// The OCI runtime-spec version this runtime implements.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// A state root (`/run/mini-runtime` by default) and the containers under it.
+///
+/// Every fact about a container lives in its state dir, so any process (a CLI
+/// invocation, a restarted server) can drive a container another one created.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+    proc_root: PathBuf,
+}
+
+/// What `state` and `list` report about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// The runtime-spec state (`ociVersion`, `id`, `status`, `pid`, `bundle`, `annotations`).
+    pub state: State,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// The user that created the container.
+    pub owner: String,
+    /// Exit status of the init, when whoever waited for it recorded it.
+    pub exit_status: Option<i32>,
+}
+
+impl Runtime {
+    /// A runtime keeping its state under `root` (created on first use).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            root: root.into(),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn open(&self, id: &str) -> Result<Locked> {
+        crate::config::validate_id(id)?;
+        Locked::open(&self.root, id)
+    }
+
+    fn status(&self, s: &Saved) -> ContainerState {
+        if s.pid == 0 {
+            ContainerState::Creating
+        } else if !procfs::alive(&self.proc_root, s.pid, s.start_time) {
+            ContainerState::Stopped
+        } else if s.started {
+            ContainerState::Running
+        } else {
+            ContainerState::Created
+        }
+    }
+
+    fn info(&self, s: &Saved) -> ContainerInfo {
+        let status = self.status(s);
+        let mut state = State::default();
+        state.set_version(OCI_VERSION.to_string());
+        state.set_id(s.id.clone());
+        state.set_status(status);
+        state.set_pid(match status {
+            ContainerState::Created | ContainerState::Running => Some(s.pid),
+            _ => None,
+        });
+        state.set_bundle(s.bundle.clone());
+        state.set_annotations(if s.annotations.is_empty() {
+            None
+        } else {
+            Some(s.annotations.clone())
+        });
+        ContainerInfo {
+            state,
+            created: s.created.clone(),
+            owner: s.owner.clone(),
+            exit_status: s.exit_status,
+        }
+    }
+
+    /// The runtime-spec state of a container.
+    pub fn state(&self, id: &str) -> Result<ContainerInfo> {
+        let l = self.open(id)?;
+        Ok(self.info(&l.load(id)?))
+    }
+
+    /// All containers under the root, sorted by id.
+    pub fn list(&self) -> Result<Vec<ContainerInfo>> {
+        let rd = match std::fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::Io {
+                    operation: "listing",
+                    path: self.root.clone(),
+                    source: e,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            match self.state(&name) {
+                Ok(i) => out.push(i),
+                Err(Error::NotFound { .. }) | Err(Error::InvalidId { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.state.id().cmp(b.state.id()));
+        Ok(out)
+    }
+
+    /// Host pids of the container's processes (its pid namespace; just init without one).
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let l = self.open(id)?;
+        let s = l.load(id)?;
+        match self.status(&s) {
+            ContainerState::Created | ContainerState::Running => {}
+            _ => return Ok(Vec::new()),
+        }
+        if s.own_pid_ns {
+            Ok(procfs::pids_in_pidns_of(&self.proc_root, s.pid))
+        } else {
+            Ok(vec![s.pid])
+        }
+    }
+
+    /// Waits for the container's init to exit and records its exit status.
+    /// The caller must be the init's parent (the process that created it).
+    pub fn wait(&self, id: &str) -> Result<i32> {
+        let pid = {
+            let l = self.open(id)?;
+            l.load(id)?.pid
+        };
+        let code = wait_pid(pid)?;
+        if let Ok(l) = self.open(id) {
+            let mut s = l.load(id)?;
+            s.exit_status = Some(code);
+            l.save(&s)?;
+        }
+        Ok(code)
+    }
+}
+
+/// Waits for a child process; returns its exit code (128 + signal when killed).
+pub fn wait_pid(pid: i32) -> Result<i32> {
+    let mut st = 0;
+    loop {
+        // SAFETY: `st` is a valid int for waitpid to fill.
+        match cvt(unsafe { libc::waitpid(pid, &mut st, 0) }) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(Error::Sys {
+                    operation: "waitpid",
+                    source,
+                });
+            }
+        }
+    }
+    Ok(if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else {
+        128 + libc::WTERMSIG(st)
+    })
+}
+
+/// Opens a pidfd for `pid` and checks it is still the process that started at `start_time`.
+fn pidfd(proc_root: &Path, pid: i32, start_time: u64) -> Result<Option<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Ok(None);
+    }
+    // SAFETY: pidfd_open returned a fresh fd owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // Checked after opening: the pidfd now pins the process, so a match cannot go stale.
+    if procfs::stat(proc_root, pid).is_some_and(|(s, _)| s == start_time) {
+        Ok(Some(fd))
+    } else {
+        Ok(None)
+    }
+}
+
+fn signal_pidfd(fd: &OwnedFd, sig: i32) -> std::io::Result<()> {
+    // SAFETY: `fd` is an open pidfd; no siginfo is passed.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            0usize,
+            0u32,
+        )
+    })
+    .map(drop)
+}
+
+/// Waits (bounded) until the pidfd's process has exited, then reaps it if it is our child.
+fn wait_gone(fd: &OwnedFd, pid: i32, timeout_ms: i32) -> Result<()> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the call.
+        match cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) }) {
+            Ok(0) => {
+                return Err(Error::Sys {
+                    operation: "waiting for the container to exit",
+                    source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                });
+            }
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(Error::Sys {
+                    operation: "poll pidfd",
+                    source,
+                });
+            }
+        }
+    }
+    let mut st = 0;
+    // SAFETY: reaping only if it is our child; ECHILD otherwise, which is fine.
+    unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+    Ok(())
+}
+
+fn state_json(info: &ContainerInfo) -> Vec<u8> {
+    serde_json::to_vec(&info.state).unwrap_or_default()
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(io_err("writing pid file", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err("writing pid file", path))
+}
+
+fn connect_console(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(io_err("connecting console socket", path))?;
+    Ok(OwnedFd::from(s))
+}
+
+fn current_user() -> String {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<_> = l.split(':').collect();
+                (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}

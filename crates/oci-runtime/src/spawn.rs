@@ -1,0 +1,401 @@
+//! The parent side of spawning: prepare fds and pointer arrays, `clone3`, then
+//! serve the child's requests (id maps, hooks) until it reports ready or fails.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use libc::c_char;
+
+use crate::child::{self, ChildArgs, ChildFds, Msg, Step};
+use crate::error::{Error, Result, cvt, io_err};
+use crate::plan::InitPlan;
+
+/// Fds and options handed to a spawn.
+#[derive(Debug, Default)]
+pub(crate) struct SpawnIo {
+    /// Exec FIFO opened read-write; the child blocks on it until `start`.
+    pub fifo: Option<OwnedFd>,
+    /// Connected console socket for `terminal: true`.
+    pub console: Option<OwnedFd>,
+    /// Number of fds after stdio passed to the payload.
+    pub preserve_fds: u32,
+    /// Container root to chroot into (exec).
+    pub exec_root: Option<OwnedFd>,
+    /// Wait until the payload has exec'd (exec) instead of until it is ready (create).
+    pub wait_exec: bool,
+}
+
+fn ptr_array(v: &[CString]) -> Vec<*const c_char> {
+    v.iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+fn pipe() -> Result<(File, File)> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 returns.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }).map_err(|source| {
+        Error::Sys {
+            operation: "pipe2",
+            source,
+        }
+    })?;
+    // SAFETY: pipe2 succeeded, so both fds are new and owned by nobody else.
+    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+}
+
+/// Opens the host's /dev/null and checks it is the real null device (char 1:3).
+fn open_devnull() -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open("/dev/null")
+        .map_err(io_err("opening", "/dev/null"))?;
+    let st = f.metadata().map_err(io_err("stat", "/dev/null"))?;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !st.file_type().is_char_device() || st.rdev() != libc::makedev(1, 3) {
+        return Err(Error::Io {
+            operation: "checking",
+            path: "/dev/null".into(),
+            source: std::io::Error::other("not the null device"),
+        });
+    }
+    Ok(f)
+}
+
+/// Kills and reaps spawned processes unless disarmed.
+struct Reaper {
+    pids: Vec<i32>,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            // SAFETY: signalling and reaping a child this function created.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let mut st = 0;
+            // SAFETY: `st` is a valid int for waitpid.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+        }
+    }
+}
+
+fn write_maps(pid: i32, plan: &InitPlan) -> Result<()> {
+    for (file, map) in [("gid_map", &plan.gid_map), ("uid_map", &plan.uid_map)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, map.as_bytes()).map_err(io_err("writing", path))?;
+    }
+    Ok(())
+}
+
+/// Spawns the plan's init. `on_hooks(pid)` runs the runtime-side hooks while the
+/// child waits, and returns the state JSON given to container-side hooks.
+/// Returns the pid of the payload process (a child of the calling process).
+pub(crate) fn spawn(
+    plan: &InitPlan,
+    io: SpawnIo,
+    on_hooks: &mut dyn FnMut(i32) -> Result<Vec<u8>>,
+) -> Result<i32> {
+    let argv = ptr_array(&plan.process.args);
+    let envp = ptr_array(&plan.process.env);
+    let hook_ptrs: Vec<_> = plan
+        .create_container_hooks
+        .iter()
+        .chain(plan.start_container_hooks.iter())
+        .map(|h| (ptr_array(&h.args), ptr_array(&h.env)))
+        .collect();
+    if plan.join.len() > 8 {
+        return Err(crate::error::invalid(
+            "linux.namespaces",
+            "too many namespaces to join",
+        ));
+    }
+    let mut join_files = Vec::new();
+    for j in &plan.join {
+        join_files.push(File::open(&j.path).map_err(io_err("opening namespace", &j.path))?);
+    }
+    let mut join = [-1; 8];
+    for (slot, f) in join.iter_mut().zip(join_files.iter()) {
+        *slot = f.as_raw_fd();
+    }
+    let devnull = open_devnull()?;
+    let (mut from_child, to_parent) = pipe()?;
+    let (from_parent, mut to_child) = pipe()?;
+    let mut state_buf = vec![0u8; 64 * 1024];
+    let raw = |o: &Option<OwnedFd>| o.as_ref().map_or(-1, |f| f.as_raw_fd());
+    let fds = ChildFds {
+        to_parent: to_parent.as_raw_fd(),
+        from_parent: from_parent.as_raw_fd(),
+        fifo: raw(&io.fifo),
+        join,
+        devnull: devnull.as_raw_fd(),
+        console: raw(&io.console),
+        keep_below: 3 + io.preserve_fds as RawFd,
+        exec_root: raw(&io.exec_root),
+    };
+    let mut args = ChildArgs {
+        plan,
+        argv: &argv,
+        envp: &envp,
+        hook_ptrs: &hook_ptrs,
+        fds,
+        state_buf: &mut state_buf,
+    };
+
+    // SAFETY: clone_args is plain data; all-zero is a valid starting value.
+    let mut cl: libc::clone_args = unsafe { std::mem::zeroed() };
+    cl.flags = plan.clone_flags;
+    cl.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: `cl` is a valid clone_args of the size passed. Without CLONE_VM the child
+    // gets a private copy of this address space and continues on its copy of our stack;
+    // it runs only `child_main`, which makes raw system calls and never returns.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut cl as *mut libc::clone_args,
+            size_of::<libc::clone_args>(),
+        )
+    };
+    if pid == 0 {
+        child::child_main(&mut args);
+    }
+    if pid < 0 {
+        return Err(Error::Sys {
+            operation: "clone3",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    let stage_pid = pid as i32;
+    let mut reaper = Reaper {
+        pids: vec![stage_pid],
+    };
+    drop(to_parent);
+    drop(from_parent);
+    let wait_exec = io.wait_exec;
+    drop(io);
+    drop(join_files);
+    let mut init_pid = stage_pid;
+    let mut ready = false;
+    loop {
+        let mut b = [0u8; 16];
+        let n = read_full(&mut from_child, &mut b)?;
+        if n == 0 {
+            if ready {
+                // The pipe closed on exec: the payload is running.
+                reaper.pids.clear();
+                return Ok(init_pid);
+            }
+            return Err(Error::Init {
+                step: "init exited before reporting".into(),
+                detail: None,
+                source: std::io::Error::from_raw_os_error(libc::EPIPE),
+            });
+        }
+        let msg = Msg::from_bytes(&b);
+        match msg.kind {
+            child::MSG_USERNS => {
+                write_maps(init_pid, plan)?;
+                to_child
+                    .write_all(&[0])
+                    .map_err(io_err("signalling", "init"))?;
+            }
+            child::MSG_PID => {
+                let mut st = 0;
+                // SAFETY: reaping the intermediate child, which exits right after this message.
+                unsafe { libc::waitpid(stage_pid, &mut st, 0) };
+                init_pid = msg.value;
+                reaper.pids = vec![init_pid];
+            }
+            child::MSG_HOOKS => match on_hooks(init_pid) {
+                Ok(state) => {
+                    let mut out = vec![0u8];
+                    out.extend_from_slice(&(state.len() as u32).to_ne_bytes());
+                    out.extend_from_slice(&state);
+                    to_child
+                        .write_all(&out)
+                        .map_err(io_err("signalling", "init"))?;
+                }
+                Err(e) => {
+                    let _ = to_child.write_all(&[1]);
+                    return Err(e);
+                }
+            },
+            child::MSG_READY => {
+                ready = true;
+                if !wait_exec {
+                    reaper.pids.clear();
+                    return Ok(init_pid);
+                }
+            }
+            child::MSG_ERROR => return Err(describe(plan, msg)),
+            _ => {
+                return Err(Error::Init {
+                    step: "protocol".into(),
+                    detail: Some(format!("unexpected message {}", msg.kind)),
+                    source: std::io::Error::from_raw_os_error(libc::EPROTO),
+                });
+            }
+        }
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Sys {
+                    operation: "reading from init",
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// Turns a child's `(step, index, errno)` into an error naming the step and its subject.
+fn describe(plan: &InitPlan, msg: Msg) -> Error {
+    let i = msg.index as usize;
+    let step = Step::from_u32(msg.step);
+    let rootfs = plan.rootfs.as_ref();
+    let mount = |i: usize| {
+        rootfs
+            .and_then(|r| r.mounts.get(i))
+            .map(|m| m.dest.display.clone())
+    };
+    let (name, detail): (&str, Option<String>) = match step {
+        Some(Step::Signals) => ("resetting signals", None),
+        Some(Step::CloseFds) => ("closing inherited fds", None),
+        Some(Step::Setns) => (
+            "joining namespace",
+            plan.join.get(i).map(|j| j.path.display().to_string()),
+        ),
+        Some(Step::Unshare) => ("unshare", None),
+        Some(Step::SyncParent) => ("waiting for the runtime", None),
+        Some(Step::TimeOffsets) => ("writing time namespace offsets", None),
+        Some(Step::Fork) => ("forking into the namespaces", None),
+        Some(Step::Setsid) => ("setsid", None),
+        Some(Step::Procfs) => ("opening a private procfs", None),
+        Some(Step::RootPropagation) => ("setting rootfs propagation", None),
+        Some(Step::RootBind) => (
+            "bind-mounting rootfs",
+            rootfs.map(|r| r.rootfs.to_string_lossy().into_owned()),
+        ),
+        Some(Step::OpenRoot) => (
+            "opening rootfs",
+            rootfs.map(|r| r.rootfs.to_string_lossy().into_owned()),
+        ),
+        Some(Step::MountTarget) => ("resolving mount destination", mount(i)),
+        Some(Step::Mount) => ("mount", mount(i)),
+        Some(Step::MountRemount) => ("remounting with options", mount(i)),
+        Some(Step::MountPropagation) => ("setting mount propagation", mount(i)),
+        Some(Step::MountSymlink) => ("mount destination is a symlink, refusing", mount(i)),
+        Some(Step::Device) => (
+            "creating device",
+            rootfs
+                .and_then(|r| r.devices.get(i))
+                .map(|d| format!("{}/{}", d.parent.display, d.name.to_string_lossy())),
+        ),
+        Some(Step::DevSymlink) => ("creating /dev symlinks", None),
+        Some(Step::Mask) => (
+            "masking",
+            rootfs
+                .and_then(|r| r.masked.get(i))
+                .map(|p| p.display.clone()),
+        ),
+        Some(Step::Readonly) => (
+            "making read-only",
+            rootfs
+                .and_then(|r| r.readonly.get(i))
+                .map(|p| p.display.clone()),
+        ),
+        Some(Step::Console) => ("setting up the console", None),
+        Some(Step::Pivot) => ("entering rootfs (pivot_root)", None),
+        Some(Step::ReadonlyRoot) => ("making rootfs read-only", None),
+        Some(Step::Hostname) => ("sethostname", None),
+        Some(Step::Domainname) => ("setdomainname", None),
+        Some(Step::Sysctl) => (
+            "writing sysctl",
+            plan.sysctl
+                .get(i)
+                .map(|s| s.0.to_string_lossy().into_owned()),
+        ),
+        Some(Step::Rlimit) => (
+            "setrlimit",
+            plan.process.rlimits.get(i).map(|r| {
+                format!(
+                    "{} (soft {}, hard {}; raising a hard limit needs CAP_SYS_RESOURCE)",
+                    r.name, r.soft, r.hard
+                )
+            }),
+        ),
+        Some(Step::OomScoreAdj) => (
+            "writing oom_score_adj",
+            plan.process
+                .oom_score_adj
+                .as_ref()
+                .map(|v| v.to_string_lossy().into_owned()),
+        ),
+        Some(Step::Personality) => ("personality", None),
+        Some(Step::Groups) => ("setgroups", None),
+        Some(Step::Setgid) => ("setresgid", Some(plan.process.gid.to_string())),
+        Some(Step::Setuid) => ("setresuid", Some(plan.process.uid.to_string())),
+        Some(Step::Bounding) => ("dropping bounding capability", Some(i.to_string())),
+        Some(Step::Capset) => ("capset", None),
+        Some(Step::Ambient) => ("raising ambient capability", Some(i.to_string())),
+        Some(Step::NoNewPrivs) => ("setting no_new_privs", None),
+        Some(Step::Cwd) => (
+            "chdir to cwd",
+            Some(plan.process.cwd.to_string_lossy().into_owned()),
+        ),
+        Some(Step::CwdOutsideRoot) => (
+            "cwd is outside the container root",
+            Some(plan.process.cwd.to_string_lossy().into_owned()),
+        ),
+        Some(Step::ExecNotFound) => (
+            "exec: executable file not found in $PATH",
+            plan.process
+                .args
+                .first()
+                .map(|a| a.to_string_lossy().into_owned()),
+        ),
+        Some(Step::WaitStart) => ("waiting for start", None),
+        Some(Step::Hook) | Some(Step::HookTimeout) => {
+            let hooks = plan
+                .create_container_hooks
+                .iter()
+                .chain(plan.start_container_hooks.iter());
+            let path = hooks
+                .clone()
+                .nth(i)
+                .map(|h| h.path.to_string_lossy().into_owned());
+            if step == Some(Step::HookTimeout) {
+                ("hook timed out", path)
+            } else {
+                ("hook failed (errno is its exit status)", path)
+            }
+        }
+        Some(Step::Exec) => (
+            "exec",
+            plan.process
+                .args
+                .first()
+                .map(|a| a.to_string_lossy().into_owned()),
+        ),
+        Some(Step::Chroot) => ("entering the container root", None),
+        None => ("unknown step", Some(msg.step.to_string())),
+    };
+    Error::Init {
+        step: name.to_string(),
+        detail,
+        source: std::io::Error::from_raw_os_error(msg.value),
+    }
+}

@@ -1,0 +1,254 @@
+//! The per-container state dir: `<root>/<id>/state.json`, written atomically and
+//! guarded by an `flock` on the directory itself.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, cvt, io_err};
+
+/// Everything known about a container, kept on disk so any process can drive it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Saved {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// Host pid of the init; 0 while the container is being created.
+    pub pid: i32,
+    /// Start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22),
+    /// so a recycled pid is never mistaken for the container.
+    pub start_time: u64,
+    /// RFC 3339 creation time.
+    pub created: String,
+    pub started: bool,
+    pub annotations: HashMap<String, String>,
+    /// The init's exit status, once someone who waited for it recorded it.
+    pub exit_status: Option<i32>,
+    /// Whether the container has its own pid namespace (so killing init kills all).
+    pub own_pid_ns: bool,
+    /// The bundle's hooks, needed again at start and delete.
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// Owner (user name) for `list`.
+    pub owner: String,
+}
+
+/// An open, locked container dir.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    pub dir: PathBuf,
+    _lock: File,
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let f = File::open(dir).map_err(io_err("opening state dir", dir))?;
+    loop {
+        // SAFETY: flock on an fd we own for the life of `f`.
+        match cvt(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }) {
+            Ok(_) => return Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Io {
+                    operation: "locking state dir",
+                    path: dir.to_path_buf(),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+impl Locked {
+    /// Locks an existing container's dir; `NotFound` if it does not exist (or was deleted meanwhile).
+    pub(crate) fn open(root: &Path, id: &str) -> Result<Self> {
+        let dir = root.join(id);
+        let lock = match lock_dir(&dir) {
+            Ok(l) => l,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound { id: id.to_string() });
+            }
+            Err(e) => return Err(e),
+        };
+        // A concurrent delete may have removed the dir while we waited for the lock.
+        if !dir.join("state.json").exists() {
+            return Err(Error::NotFound { id: id.to_string() });
+        }
+        Ok(Locked { dir, _lock: lock })
+    }
+
+    /// Creates `<root>/<id>` atomically, already locked and holding `saved`.
+    pub(crate) fn create(root: &Path, id: &str, saved: &Saved) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(io_err("creating state root", root))?;
+        let dir = root.join(id);
+        if dir.exists() {
+            return Err(Error::Exists { id: id.to_string() });
+        }
+        let tmp = tempdir_in(root, id)?;
+        let lock = lock_dir(&tmp)?;
+        write_atomic(
+            &tmp.join("state.json"),
+            &serde_json::to_vec(saved).map_err(|source| Error::State {
+                id: id.into(),
+                source,
+            })?,
+        )?;
+        let (Ok(from), Ok(to)) = (cpath(&tmp), cpath(&dir)) else {
+            return Err(Error::InvalidId {
+                id: id.into(),
+                reason: "contains a NUL byte",
+            });
+        };
+        // SAFETY: both paths are NUL-terminated and outlive the call.
+        let r = cvt(unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        });
+        if let Err(e) = r {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if e.raw_os_error() == Some(libc::EEXIST) || e.raw_os_error() == Some(libc::ENOTEMPTY) {
+                return Err(Error::Exists { id: id.to_string() });
+            }
+            return Err(Error::Io {
+                operation: "renaming state dir",
+                path: dir,
+                source: e,
+            });
+        }
+        Ok(Locked { dir, _lock: lock })
+    }
+
+    pub(crate) fn load(&self, id: &str) -> Result<Saved> {
+        let path = self.dir.join("state.json");
+        let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::State {
+            id: id.to_string(),
+            source,
+        })
+    }
+
+    pub(crate) fn save(&self, saved: &Saved) -> Result<()> {
+        let bytes = serde_json::to_vec(saved).map_err(|source| Error::State {
+            id: saved.id.clone(),
+            source,
+        })?;
+        write_atomic(&self.dir.join("state.json"), &bytes)
+    }
+
+    pub(crate) fn fifo(&self) -> PathBuf {
+        self.dir.join("exec.fifo")
+    }
+
+    /// Removes the dir (the lock is released when `self` drops).
+    pub(crate) fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.dir).map_err(io_err("removing state dir", &self.dir))
+    }
+}
+
+fn cpath(p: &Path) -> std::result::Result<std::ffi::CString, std::ffi::NulError> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+}
+
+fn tempdir_in(root: &Path, id: &str) -> Result<PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = root.join(format!(".tmp-{id}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&tmp).map_err(io_err("creating state dir", &tmp))?;
+    Ok(tmp)
+}
+
+/// Writes `bytes` to a temp file beside `path`, fsyncs and renames it over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    f.write_all(bytes).map_err(io_err("writing", &tmp))?;
+    f.sync_all().map_err(io_err("syncing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err("renaming", path))
+}
+
+/// Formats a system time as RFC 3339 UTC with nanoseconds.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(id: &str) -> Saved {
+        Saved {
+            id: id.into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            pid: 0,
+            start_time: 0,
+            created: rfc3339(std::time::SystemTime::now()),
+            started: false,
+            annotations: HashMap::new(),
+            exit_status: None,
+            own_pid_ns: true,
+            hooks: None,
+            owner: String::new(),
+        }
+    }
+
+    #[test]
+    fn create_lock_save_remove() -> Result<()> {
+        let root = tempfile::tempdir().map_err(io_err("tempdir", "/tmp"))?;
+        let l = Locked::create(root.path(), "c1", &saved("c1"))?;
+        assert!(matches!(
+            Locked::create(root.path(), "c1", &saved("c1")),
+            Err(Error::Exists { .. })
+        ));
+        let mut s = l.load("c1")?;
+        s.pid = 42;
+        l.save(&s)?;
+        assert_eq!(l.load("c1")?.pid, 42);
+        l.remove()?;
+        assert!(matches!(
+            Locked::open(root.path(), "c1"),
+            Err(Error::NotFound { .. })
+        ));
+        let leftovers: Vec<_> = std::fs::read_dir(root.path())
+            .map_err(io_err("read", "/tmp"))?
+            .collect();
+        assert!(leftovers.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn rfc3339_epoch() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000000000Z");
+    }
+}
