@@ -121,21 +121,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A reader that hashes what passes through it.
-#[derive(Debug)]
-pub(crate) struct HashingReader<R> {
-    pub(crate) inner: R,
-    pub(crate) hasher: Hasher,
-}
-
-impl<R: io::Read> io::Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,9 +20,16 @@
 mod apply;
 mod digest;
 mod error;
+mod reference;
+mod store;
 
 pub use apply::{
     ApplyOptions, ApplyStats, Compression, PendingLink, WhiteoutMode, apply, decompress,
 };
 pub use digest::Digest;
 pub use error::{Error, Result};
+pub use reference::normalize_name;
+pub use store::{
+    Descriptor, GcStats, Image, ImportOptions, Imported, Layer, Lease, NoProgress, Platform,
+    Progress, REF_NAME, Store,
+};

@@ -233,3 +233,179 @@ pub fn require_root(name: &str) -> bool {
     eprintln!("skipping {name}: needs root");
     false
 }
+
+/// Writes `data` as a blob of an OCI layout; returns its descriptor JSON.
+pub fn put_blob(layout: &Path, media_type: &str, data: &[u8]) -> serde_json::Value {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(data));
+    let dir = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(&hex), data).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": data.len()})
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// How layers are stored in a generated layout.
+#[derive(Clone, Copy, Debug)]
+pub enum Comp {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+/// Writes a manifest + config for `layers` (uncompressed tars) into a
+/// layout and returns the manifest descriptor.
+pub fn put_image(layout: &Path, layers: &[Vec<u8>], comp: Comp, arch: &str) -> serde_json::Value {
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for tar in layers {
+        diff_ids.push(sha256(tar));
+        let (mt, data) = match comp {
+            Comp::Gzip => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(tar).unwrap();
+                (
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                    enc.finish().unwrap(),
+                )
+            }
+            Comp::Zstd => (
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                zstd::encode_all(&tar[..], 3).unwrap(),
+            ),
+            Comp::Plain => ("application/vnd.oci.image.layer.v1.tar", tar.clone()),
+        };
+        descs.push(put_blob(layout, mt, &data));
+    }
+    let config = serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config = put_blob(
+        layout,
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config, "layers": descs,
+    });
+    put_blob(
+        layout,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    )
+}
+
+/// Writes `index.json` and `oci-layout` naming each descriptor.
+pub fn put_index(layout: &Path, named: &[(Option<&str>, serde_json::Value)]) {
+    let manifests: Vec<_> = named
+        .iter()
+        .map(|(name, d)| {
+            let mut d = d.clone();
+            if let Some(n) = name {
+                d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": n});
+            }
+            d
+        })
+        .collect();
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+}
+
+/// A small two-layer test image: a base and an upper layer with a
+/// whiteout, an opaque dir and a hardlink into the base.
+pub fn sample_layers() -> Vec<Vec<u8>> {
+    let mut base = Layer::new();
+    base.dir("bin", 0o755)
+        .raw(Raw {
+            path: b"bin/busybox",
+            data: b"#!/bin/true\n",
+            mode: 0o755,
+            ..Raw::default()
+        })
+        .symlink("bin/sh", "busybox")
+        .dir("etc", 0o755)
+        .file("etc/hostname", b"base\n")
+        .file("etc/remove-me", b"x")
+        .dir("var", 0o755)
+        .dir("var/cache", 0o700)
+        .file("var/cache/old", b"old")
+        .raw(Raw {
+            path: b"etc/shadow",
+            data: b"root:*:1::::::\n",
+            mode: 0o640,
+            gid: 42,
+            ..Raw::default()
+        });
+    let mut upper = Layer::new();
+    upper
+        .file("etc/.wh.remove-me", b"")
+        .file("etc/hostname", b"upper\n")
+        .dir("var/cache", 0o755)
+        .file("var/cache/.wh..wh..opq", b"")
+        .file("var/cache/new", b"new")
+        .hardlink("bin/ls", "bin/busybox")
+        .raw(Raw {
+            path: b"usr/bin/suid",
+            data: b"s",
+            mode: 0o4755,
+            uid: 0,
+            gid: 0,
+            ..Raw::default()
+        });
+    vec![base.tar(), upper.tar()]
+}
+
+/// Tar of a directory tree (an OCI layout), as `oci-archive` writes one.
+pub fn tar_dir(dir: &Path) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all(".", dir).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Runs a command; returns (success, stdout+stderr).
+pub fn run(cmd: &str, args: &[&str]) -> (bool, String) {
+    match std::process::Command::new(cmd).args(args).output() {
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (false, format!("{cmd}: {e}")),
+    }
+}
+
+/// Whether a peer tool is installed; under CI a missing tool is a failure.
+pub fn require_tool(tool: &str, test: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test} needs {tool} and CI=true forbids skipping");
+        }
+        eprintln!("skipping {test}: needs {tool}");
+    }
+    found
+}

@@ -1,0 +1,186 @@
+//! Decompression and diff_id hashing on their own thread, so a layer's
+//! inflate and its filesystem writes run on different cores.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use super::{Layer, Progress, Store};
+use crate::apply::{Compression, decompress};
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+
+/// Size of one chunk handed from the decoder to the applier.
+const CHUNK: usize = 512 * 1024;
+/// Chunks in flight per layer: bounds memory to a few MiB per layer.
+const DEPTH: usize = 4;
+
+/// The receiving end: reads like the uncompressed layer.
+pub(crate) struct ChunkReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl ChunkReader {
+    /// Reads to the end, so the decoder hashes the whole stream (tar stops
+    /// at its end-of-archive blocks, which may not be the end of the data).
+    pub(crate) fn drain(&mut self) -> io::Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ())
+    }
+}
+
+/// The decoding end, to run on its own thread.
+pub(crate) struct Decoder {
+    tx: SyncSender<io::Result<Vec<u8>>>,
+}
+
+pub(crate) fn channel() -> (Decoder, ChunkReader) {
+    let (tx, rx) = sync_channel(DEPTH);
+    (
+        Decoder { tx },
+        ChunkReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        },
+    )
+}
+
+struct Counting<'p, R> {
+    inner: R,
+    progress: &'p dyn Progress,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+impl Decoder {
+    /// Decompresses `layer`'s blob into the channel and checks the digest of
+    /// the uncompressed stream against the layer's diff_id. Returns false
+    /// if the applier stopped reading first.
+    pub(crate) fn run(self, store: &Store, layer: &Layer, progress: &dyn Progress) -> Result<bool> {
+        let digest = layer.blob.digest()?;
+        let compression =
+            Compression::from_media_type(&layer.blob.media_type).ok_or_else(|| {
+                Error::UnsupportedMediaType {
+                    digest: digest.to_string(),
+                    media_type: layer.blob.media_type.clone(),
+                }
+            })?;
+        let path = store.blob_path(&digest);
+        let file = File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::MissingBlob {
+                    digest: digest.to_string(),
+                    source_name: "the store".into(),
+                }
+            } else {
+                Error::Io {
+                    op: "open layer",
+                    path: path.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let read_err = |source| Error::ReadLayer {
+            layer: digest.to_string(),
+            source,
+        };
+        let mut stream = decompress(
+            Counting {
+                inner: file,
+                progress,
+            },
+            compression,
+        )
+        .map_err(read_err)?;
+        let mut hasher = Hasher::default();
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let mut filled = 0;
+            while filled < CHUNK {
+                match stream.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let msg = io::Error::new(e.kind(), format!("layer {digest}: {e}"));
+                        let _ = self.tx.send(Err(msg));
+                        return Err(read_err(e));
+                    }
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            chunk.truncate(filled);
+            hasher.update(&chunk);
+            if self.tx.send(Ok(chunk)).is_err() {
+                // The applier stopped; its error is the one to report.
+                return Ok(false);
+            }
+        }
+        let actual = hasher.finish();
+        if actual != layer.diff_id {
+            let err = Error::DigestMismatch {
+                what: "layer diff_id",
+                expected: layer.diff_id.to_string(),
+                actual: actual.to_string(),
+            };
+            return Err(err);
+        }
+        Ok(true)
+    }
+}
+
+/// Hashes the uncompressed stream of a stored layer blob.
+pub(crate) fn diff_id_of(store: &Store, digest: &Digest, media_type: &str) -> Result<Digest> {
+    let compression =
+        Compression::from_media_type(media_type).ok_or_else(|| Error::UnsupportedMediaType {
+            digest: digest.to_string(),
+            media_type: media_type.to_string(),
+        })?;
+    let path = store.blob_path(digest);
+    let read_err = |source| Error::ReadLayer {
+        layer: digest.to_string(),
+        source,
+    };
+    let file = File::open(&path).map_err(read_err)?;
+    let mut stream = decompress(file, compression).map_err(read_err)?;
+    let mut hasher = Hasher::default();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_err(e)),
+        }
+    }
+    Ok(hasher.finish())
+}

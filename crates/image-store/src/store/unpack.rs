@@ -1,0 +1,93 @@
+//! Flattened unpacking: every layer applied in order into one directory,
+//! for hosts where overlayfs is unavailable.
+
+use std::fs;
+use std::path::Path;
+
+use super::pipeline;
+use super::{Image, Progress, Store};
+use crate::apply::WhiteoutMode;
+use crate::error::{Error, Result, io_err};
+
+impl Store {
+    /// Unpacks image `name` into `dest` (absent or empty), verifying every
+    /// layer's diff_id. The next layer decompresses while the current one
+    /// is written. On failure `dest` is left as it was found.
+    pub fn unpack(&self, name: &str, dest: &Path, progress: &dyn Progress) -> Result<Image> {
+        let image = self.image(name)?;
+        let _g = self.lock_shared()?;
+        let created = match fs::read_dir(dest) {
+            Ok(mut it) => {
+                if it.next().is_some() {
+                    return Err(Error::TargetNotEmpty {
+                        path: dest.to_path_buf(),
+                    });
+                }
+                false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(dest).map_err(io_err("create", dest))?;
+                true
+            }
+            Err(e) => return Err(io_err("read dir", dest)(e)),
+        };
+        progress.total(image.layers.iter().map(|l| l.blob.size).sum());
+        let res = self.unpack_layers(&image, dest, progress);
+        if res.is_err() {
+            if created {
+                let _ = fs::remove_dir_all(dest);
+            } else if let Ok(entries) = fs::read_dir(dest) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
+                }
+            }
+        }
+        res.map(|()| image)
+    }
+
+    fn unpack_layers(&self, image: &Image, dest: &Path, progress: &dyn Progress) -> Result<()> {
+        std::thread::scope(|s| {
+            let spawn = |i: usize| {
+                let (decoder, reader) = pipeline::channel();
+                let layer = &image.layers[i];
+                let h = s.spawn(move || decoder.run(self, layer, progress));
+                (reader, h)
+            };
+            let mut next = (!image.layers.is_empty()).then(|| spawn(0));
+            for (i, layer) in image.layers.iter().enumerate() {
+                let Some((mut reader, h)) = next.take() else {
+                    break;
+                };
+                if i + 1 < image.layers.len() {
+                    next = Some(spawn(i + 1));
+                }
+                let mut res = crate::apply::apply(
+                    dest,
+                    &mut reader,
+                    &crate::apply::ApplyOptions {
+                        whiteouts: WhiteoutMode::Remove,
+                        compression: crate::apply::Compression::None,
+                        ..Default::default()
+                    },
+                );
+                if res.is_ok()
+                    && let Err(source) = reader.drain()
+                {
+                    res = Err(Error::ReadLayer {
+                        layer: layer.blob.digest_str.clone(),
+                        source,
+                    });
+                }
+                drop(reader);
+                let decoded = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                super::snapshot::finish(res, decoded, layer)?;
+            }
+            Ok(())
+        })
+    }
+}
