@@ -181,8 +181,6 @@ pub(crate) struct ChildFds {
     pub fifo: RawFd,
     /// One fd per `plan.join` entry.
     pub join: [RawFd; 8],
-    /// The host's `/dev/null`, verified by the parent, used as the masking source.
-    pub devnull: RawFd,
     /// Connected `--console-socket` or -1.
     pub console: RawFd,
     /// Fds below this number are the caller's (stdio plus `--preserve-fds`).
@@ -329,7 +327,6 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         fds.to_parent,
         fds.from_parent,
         fds.fifo,
-        fds.devnull,
         fds.console,
         fds.exec_root,
     ]
@@ -967,6 +964,14 @@ fn prepare_rootfs(r: &RootfsPlan, plan: &InitPlan, fds: ChildFds, slave: &mut Ra
     sys::close(cwd);
     let mut b1 = [0u8; 32];
     let mut b2 = [0u8; 32];
+    // The host's /dev/null, opened in this mount namespace (a bind source must be in it)
+    // and checked to be the null device: a symlinked /dev/null in the image cannot
+    // redirect the masking binds.
+    let devnull = if r.masked.is_empty() {
+        -1
+    } else {
+        open_devnull().map_err(at(Step::Mask, usize::MAX))?
+    };
     for (i, p) in r.masked.iter().enumerate() {
         let fd = match sys::openat2(root, &p.full, libc::O_PATH, IN_ROOT) {
             Ok(fd) => fd,
@@ -993,10 +998,8 @@ fn prepare_rootfs(r: &RootfsPlan, plan: &InitPlan, fds: ChildFds, slave: &mut Ra
                     c"size=0,mode=755".as_ptr(),
                 )
             } else {
-                // The host's /dev/null, opened and checked by the parent: a symlinked
-                // /dev/null in the image cannot redirect this bind.
                 sys::mount(
-                    sys::fd_path(fds.devnull, &mut b1),
+                    sys::fd_path(devnull, &mut b1),
                     target,
                     null,
                     libc::MS_BIND,
@@ -1006,8 +1009,12 @@ fn prepare_rootfs(r: &RootfsPlan, plan: &InitPlan, fds: ChildFds, slave: &mut Ra
             .map_err(at(Step::Mask, i))
         });
         sys::close(fd);
+        if res.is_err() {
+            sys::close(devnull);
+        }
         res?;
     }
+    sys::close(devnull);
     for (i, p) in r.readonly.iter().enumerate() {
         let fd = match sys::openat2(root, &p.full, libc::O_PATH, IN_ROOT) {
             Ok(fd) => fd,
@@ -1027,6 +1034,30 @@ fn prepare_rootfs(r: &RootfsPlan, plan: &InitPlan, fds: ChildFds, slave: &mut Ra
         remount_bind(root, p, libc::MS_RDONLY).map_err(at(Step::Readonly, i))?;
     }
     Ok(root)
+}
+
+fn open_devnull() -> Result<RawFd, Errno> {
+    let fd = sys::openat(
+        libc::AT_FDCWD,
+        c"/dev/null",
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+    )?;
+    match sys::fstat(fd) {
+        Ok(st)
+            if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3) =>
+        {
+            Ok(fd)
+        }
+        Ok(_) => {
+            sys::close(fd);
+            Err(libc::ENODEV)
+        }
+        Err(e) => {
+            sys::close(fd);
+            Err(e)
+        }
+    }
 }
 
 fn make_device(root: RawFd, d: &crate::plan::DevicePlan, new_user: bool) -> Result<(), Errno> {

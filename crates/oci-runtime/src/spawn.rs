@@ -47,26 +47,6 @@ fn pipe() -> Result<(File, File)> {
     Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }
 
-/// Opens the host's /dev/null and checks it is the real null device (char 1:3).
-fn open_devnull() -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open("/dev/null")
-        .map_err(io_err("opening", "/dev/null"))?;
-    let st = f.metadata().map_err(io_err("stat", "/dev/null"))?;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    if !st.file_type().is_char_device() || st.rdev() != libc::makedev(1, 3) {
-        return Err(Error::Io {
-            operation: "checking",
-            path: "/dev/null".into(),
-            source: std::io::Error::other("not the null device"),
-        });
-    }
-    Ok(f)
-}
-
 /// Kills and reaps spawned processes unless disarmed.
 struct Reaper {
     pids: Vec<i32>,
@@ -122,7 +102,6 @@ pub(crate) fn spawn(
     for (slot, f) in join.iter_mut().zip(join_files.iter()) {
         *slot = f.as_raw_fd();
     }
-    let devnull = open_devnull()?;
     let (mut from_child, to_parent) = pipe()?;
     let (from_parent, mut to_child) = pipe()?;
     let mut state_buf = vec![0u8; 64 * 1024];
@@ -132,7 +111,6 @@ pub(crate) fn spawn(
         from_parent: from_parent.as_raw_fd(),
         fifo: raw(&io.fifo),
         join,
-        devnull: devnull.as_raw_fd(),
         console: raw(&io.console),
         keep_below: 3 + io.preserve_fds as RawFd,
         exec_root: raw(&io.exec_root),

@@ -1,23 +1,30 @@
 //! `mini-runtime`: a runc-compatible OCI runtime, image commands and a CRI server,
 //! composed only from the crates of this workspace.
 
+mod oci_cmd;
+
 use clap::{Parser, Subcommand};
 
 /// A small container runtime built from the cri-api, oci-runtime and image-store crates.
 #[derive(Debug, Parser)]
 #[command(name = "mini-runtime", version, about)]
 struct Cli {
+    #[command(flatten)]
+    oci: oci_cmd::GlobalOpts,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    #[command(flatten)]
+    Oci(oci_cmd::OciCommand),
+}
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
         None => {}
-        Some(c) => match c {},
+        Some(Command::Oci(c)) => std::process::exit(oci_cmd::run(&cli.oci, c)),
     }
 }
