@@ -1,6 +1,7 @@
 //! `mini-runtime`: a runc-compatible OCI runtime, image commands and a CRI server,
 //! composed only from the crates of this workspace.
 
+mod image_cmd;
 mod oci_cmd;
 
 use clap::{Parser, Subcommand};
@@ -11,6 +12,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     oci: oci_cmd::GlobalOpts,
+    #[command(flatten)]
+    store: image_cmd::StoreOpts,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -19,6 +22,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Oci(oci_cmd::OciCommand),
+    /// Manage images in the local store.
+    #[command(subcommand)]
+    Image(image_cmd::ImageCommand),
 }
 
 fn main() {
@@ -26,5 +32,6 @@ fn main() {
     match cli.command {
         None => {}
         Some(Command::Oci(c)) => std::process::exit(oci_cmd::run(&cli.oci, c)),
+        Some(Command::Image(c)) => std::process::exit(image_cmd::run(&cli.store, c)),
     }
 }
