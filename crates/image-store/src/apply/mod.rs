@@ -24,6 +24,7 @@ use tar::EntryType;
 
 pub use compress::{Compression, decompress};
 use meta::Meta;
+pub(crate) use rooted::PathSet;
 use rooted::{Rooted, lstat_at, open_in_root, remove_all};
 
 use crate::error::{Error, Result};
@@ -98,6 +99,16 @@ pub fn apply<R: Read>(root: &Path, reader: R, opts: &ApplyOptions) -> Result<App
         layer: "stream".into(),
         source,
     })?;
+    apply_stream(root, stream, opts)
+}
+
+/// [`apply`] for an uncompressed stream that is already buffered in large
+/// chunks: no extra buffer and copy in front of the tar reader.
+pub(crate) fn apply_stream<R: Read>(
+    root: &Path,
+    stream: R,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats> {
     let fs = Rooted::open(root).map_err(|source| Error::Io {
         op: "open layer root",
         path: root.to_path_buf(),
@@ -106,11 +117,14 @@ pub fn apply<R: Read>(root: &Path, reader: R, opts: &ApplyOptions) -> Result<App
     let mut applier = Applier {
         fs,
         opts,
-        touched: HashSet::new(),
+        touched: PathSet::default(),
         dirs: Vec::new(),
         stats: ApplyStats::default(),
         buf: vec![0; 256 * 1024],
         stale: false,
+        umask: read_umask(),
+        euid: rustix::process::geteuid().as_raw(),
+        egid: rustix::process::getegid().as_raw(),
     };
     let mut archive = tar::Archive::new(stream);
     let entries = archive.entries().map_err(read_err)?;
@@ -141,12 +155,24 @@ struct Applier<'o> {
     opts: &'o ApplyOptions,
     /// Paths this layer wrote (and their ancestors): what an opaque marker
     /// keeps, whatever the entry order.
-    touched: HashSet<PathBuf>,
+    touched: PathSet,
     dirs: Vec<DirMeta>,
     stats: ApplyStats,
     buf: Vec<u8>,
     /// A directory was removed or replaced: cached parents may be stale.
     stale: bool,
+    /// The process umask, if known: lets file creation skip a chmod.
+    umask: Option<u32>,
+    euid: u32,
+    egid: u32,
+}
+
+/// The umask from `/proc/self/status`; reading it there, unlike umask(2),
+/// does not change it for other threads.
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
 }
 
 /// Turns a layer path into a relative path with no `.`, `..` or root:
@@ -303,7 +329,7 @@ impl Applier<'_> {
     fn touch(&mut self, rel: &Path) {
         let mut p = Some(rel);
         while let Some(cur) = p {
-            if cur.as_os_str().is_empty() || !self.touched.insert(cur.to_path_buf()) {
+            if cur.as_os_str().is_empty() || !self.touched.insert(cur) {
                 break;
             }
             p = cur.parent();
@@ -337,10 +363,16 @@ impl Applier<'_> {
         name: &OsStr,
         meta: &Meta,
     ) -> io::Result<()> {
-        let parent = self.fs.dir(parent_rel, true)?.ok_or(Errno::NOENT)?;
+        let (parent, plain) = self.fs.dir_plain(parent_rel, true)?.ok_or(Errno::NOENT)?;
+        let want = meta.mode().as_raw_mode();
+        // In a plain directory a new file is owned by us with exactly the
+        // mode asked for, less the umask: then chown and chmod can be skipped.
+        let exact_mode = plain && want & 0o7000 == 0 && self.umask.is_some_and(|u| want & u == 0);
+        let skip_chown =
+            plain && meta.uid().as_raw() == self.euid && meta.gid().as_raw() == self.egid;
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mode = Mode::from_raw_mode(0o600);
+        let mode = Mode::from_raw_mode(if exact_mode { want } else { 0o600 });
         let fd = match rustix::fs::openat(parent, name, flags, mode) {
             Ok(fd) => fd,
             Err(Errno::EXIST) => {
@@ -360,11 +392,13 @@ impl Applier<'_> {
             file.write_all(&self.buf[..n])?;
             self.stats.bytes += n as u64;
         }
-        if self.opts.same_owner {
+        if self.opts.same_owner && !skip_chown {
             rustix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
         }
         // After chown, which clears setuid/setgid.
-        rustix::fs::fchmod(&file, meta.mode())?;
+        if !exact_mode {
+            rustix::fs::fchmod(&file, meta.mode())?;
+        }
         meta.set_xattrs(file.as_fd())?;
         rustix::fs::futimens(&file, &meta.times())?;
         Ok(())

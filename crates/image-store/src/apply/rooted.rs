@@ -6,7 +6,7 @@
 //! root were `/`. The final component is then acted on relative to that
 //! parent fd with `*at` calls that never follow it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -22,7 +22,49 @@ const CACHE_LIMIT: usize = 256;
 
 pub(crate) struct Rooted {
     root: OwnedFd,
-    cache: HashMap<PathBuf, OwnedFd>,
+    root_plain: bool,
+    /// Keyed by the path's bytes: normalized paths compare bytewise, and
+    /// hashing bytes is much cheaper than hashing `Path` components.
+    cache: HashMap<Vec<u8>, CachedDir>,
+}
+
+struct CachedDir {
+    fd: OwnedFd,
+    plain: bool,
+}
+
+/// A set of normalized relative paths, keyed by their bytes.
+#[derive(Debug, Default)]
+pub(crate) struct PathSet(HashSet<Vec<u8>>);
+
+impl PathSet {
+    /// Adds `p`; false if it was there.
+    pub(crate) fn insert(&mut self, p: &Path) -> bool {
+        let b = p.as_os_str().as_bytes();
+        if self.0.contains(b) {
+            return false;
+        }
+        self.0.insert(b.to_vec())
+    }
+
+    pub(crate) fn contains(&self, p: &Path) -> bool {
+        self.0.contains(p.as_os_str().as_bytes())
+    }
+}
+
+/// Whether files created in `dir` simply get the creator's group and the
+/// mode asked for (less the umask): no setgid bit, no default ACL.
+fn is_plain_dir(dir: BorrowedFd<'_>) -> bool {
+    let Ok(st) = rustix::fs::fstat(dir) else {
+        return false;
+    };
+    if st.st_mode & 0o2000 != 0 {
+        return false;
+    }
+    matches!(
+        rustix::fs::fgetxattr_query(dir, "system.posix_acl_default"),
+        Err(Errno::NODATA) | Err(Errno::OPNOTSUPP)
+    )
 }
 
 fn dir_flags() -> OFlags {
@@ -53,8 +95,10 @@ pub(crate) fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> i
 impl Rooted {
     pub(crate) fn open(root: &Path) -> io::Result<Self> {
         let root = rustix::fs::open(root, dir_flags(), Mode::empty())?;
+        let root_plain = is_plain_dir(root.as_fd());
         Ok(Self {
             root,
+            root_plain,
             cache: HashMap::new(),
         })
     }
@@ -73,10 +117,21 @@ impl Rooted {
     /// root. With `create`, missing components are made with mode 0755.
     /// Without it, a missing directory is `Ok(None)`.
     pub(crate) fn dir(&mut self, rel: &Path, create: bool) -> io::Result<Option<BorrowedFd<'_>>> {
+        Ok(self.dir_plain(rel, create)?.map(|(fd, _)| fd))
+    }
+
+    /// Like [`Rooted::dir`], also telling whether the directory is plain
+    /// (see `is_plain_dir`), which lets file creation skip chown and chmod.
+    pub(crate) fn dir_plain(
+        &mut self,
+        rel: &Path,
+        create: bool,
+    ) -> io::Result<Option<(BorrowedFd<'_>, bool)>> {
         if rel.as_os_str().is_empty() {
-            return Ok(Some(self.root.as_fd()));
+            return Ok(Some((self.root.as_fd(), self.root_plain)));
         }
-        if !self.cache.contains_key(rel) {
+        let key = rel.as_os_str().as_bytes();
+        if !self.cache.contains_key(key) {
             let fd = match open_in_root(self.root.as_fd(), rel, dir_flags()) {
                 Ok(fd) => fd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -90,9 +145,10 @@ impl Rooted {
             if self.cache.len() >= CACHE_LIMIT {
                 self.cache.clear();
             }
-            self.cache.insert(rel.to_path_buf(), fd);
+            let plain = is_plain_dir(fd.as_fd());
+            self.cache.insert(key.to_vec(), CachedDir { fd, plain });
         }
-        Ok(self.cache.get(rel).map(|fd| fd.as_fd()))
+        Ok(self.cache.get(key).map(|c| (c.fd.as_fd(), c.plain)))
     }
 
     fn create_dirs(&mut self, rel: &Path) -> io::Result<OwnedFd> {

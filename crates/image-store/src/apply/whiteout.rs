@@ -1,7 +1,6 @@
 //! Whiteouts, as their own strategy: removing what they hide from a
 //! flattened tree, or recording them the way overlayfs reads them.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -10,7 +9,7 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, XattrFlags};
 use rustix::io::Errno;
 
-use super::rooted::{list_dir_typed, remove_all};
+use super::rooted::{PathSet, list_dir_typed, remove_all};
 
 /// Basename prefix of a whiteout entry.
 pub(super) const PREFIX: &[u8] = b".wh.";
@@ -22,11 +21,7 @@ pub(crate) const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// Removes everything under `dir` that this layer did not write: what an
 /// opaque marker hides. Children this layer touched stay; directories among
 /// them are cleaned the same way, since their lower content is hidden too.
-pub(super) fn purge_lower(
-    dir: BorrowedFd<'_>,
-    rel: &Path,
-    touched: &HashSet<std::path::PathBuf>,
-) -> io::Result<()> {
+pub(super) fn purge_lower(dir: BorrowedFd<'_>, rel: &Path, touched: &PathSet) -> io::Result<()> {
     for (name, ft) in list_dir_typed(dir)? {
         let child = rel.join(&name);
         if !touched.contains(&child) {

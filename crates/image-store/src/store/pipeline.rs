@@ -12,12 +12,17 @@ use crate::error::{Error, Result};
 
 /// Size of one chunk handed from the decoder to the applier.
 const CHUNK: usize = 512 * 1024;
-/// Chunks in flight per layer: bounds memory to a few MiB per layer.
-const DEPTH: usize = 4;
+/// Chunks in flight per stage: lets the next layer's decoder run ahead
+/// while the applier is busy with many small files, within a few tens of
+/// MiB in all.
+const DEPTH: usize = 16;
 
 /// The receiving end: reads like the uncompressed layer.
 pub(crate) struct ChunkReader {
     rx: Receiver<io::Result<Vec<u8>>>,
+    /// Spent chunks go back to the decoder, which saves allocating and
+    /// zeroing a fresh one each time.
+    spent: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
 }
@@ -27,7 +32,10 @@ impl Read for ChunkReader {
         while self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.cur = chunk;
+                    let old = std::mem::replace(&mut self.cur, chunk);
+                    if old.capacity() >= CHUNK {
+                        let _ = self.spent.try_send(old);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
@@ -52,14 +60,20 @@ impl ChunkReader {
 /// The decoding end, to run on its own thread.
 pub(crate) struct Decoder {
     tx: SyncSender<io::Result<Vec<u8>>>,
+    spent: Receiver<Vec<u8>>,
 }
 
 pub(crate) fn channel() -> (Decoder, ChunkReader) {
     let (tx, rx) = sync_channel(DEPTH);
+    let (spent_tx, spent_rx) = sync_channel(DEPTH + 2);
     (
-        Decoder { tx },
+        Decoder {
+            tx,
+            spent: spent_rx,
+        },
         ChunkReader {
             rx,
+            spent: spent_tx,
             cur: Vec::new(),
             pos: 0,
         },
@@ -119,31 +133,64 @@ impl Decoder {
             compression,
         )
         .map_err(read_err)?;
-        let mut hasher = Hasher::default();
-        loop {
-            let mut chunk = vec![0u8; CHUNK];
-            let mut filled = 0;
-            while filled < CHUNK {
-                match stream.read(&mut chunk[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let msg = io::Error::new(e.kind(), format!("layer {digest}: {e}"));
-                        let _ = self.tx.send(Err(msg));
-                        return Err(read_err(e));
+        // Hashing runs on a third thread between decoder and applier, so
+        // the three stages spread over the cores as their costs vary.
+        let Decoder { tx, spent } = self;
+        let err_tx = tx.clone();
+        let (htx, hrx) = sync_channel::<Vec<u8>>(DEPTH);
+        let (hasher, delivered, failed) = std::thread::scope(|s| {
+            let hashing = s.spawn(move || {
+                let mut hasher = Hasher::default();
+                for chunk in hrx {
+                    hasher.update(&chunk);
+                    if tx.send(Ok(chunk)).is_err() {
+                        return (hasher, false);
                     }
                 }
+                (hasher, true)
+            });
+            let mut failed = None;
+            loop {
+                let mut chunk = spent.try_recv().unwrap_or_default();
+                // Zeroes only what a previous short fill left out.
+                chunk.resize(CHUNK, 0);
+                let mut filled = 0;
+                while filled < CHUNK {
+                    match stream.read(&mut chunk[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if failed.is_some() || filled == 0 {
+                    break;
+                }
+                chunk.truncate(filled);
+                if htx.send(chunk).is_err() {
+                    break;
+                }
             }
-            if filled == 0 {
-                break;
-            }
-            chunk.truncate(filled);
-            hasher.update(&chunk);
-            if self.tx.send(Ok(chunk)).is_err() {
-                // The applier stopped; its error is the one to report.
-                return Ok(false);
-            }
+            drop(htx);
+            let (hasher, delivered) = hashing
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (hasher, delivered, failed)
+        });
+        if let Some(e) = failed {
+            // After every good chunk, so the applier sees the data first.
+            let _ = err_tx.send(Err(io::Error::new(
+                e.kind(),
+                format!("layer {digest}: {e}"),
+            )));
+            return Err(read_err(e));
+        }
+        if !delivered {
+            // The applier stopped; its error is the one to report.
+            return Ok(false);
         }
         let actual = hasher.finish();
         if actual != layer.diff_id {

@@ -13,7 +13,7 @@ use rustix::fs::{FileType, Mode, OFlags, Timestamps};
 use super::pipeline;
 use super::{Image, Layer, Progress, Store, sync_parent};
 use crate::apply::rooted::{Rooted, lstat_at, open_in_root};
-use crate::apply::{ApplyOptions, ApplyStats, Compression, PendingLink, WhiteoutMode, apply};
+use crate::apply::{ApplyOptions, ApplyStats, Compression, PendingLink, WhiteoutMode};
 use crate::digest::Digest;
 use crate::error::{Error, Result, io_err};
 
@@ -52,7 +52,7 @@ impl Store {
         };
         std::thread::scope(|s| {
             let h = s.spawn(|| decoder.run(self, layer, progress));
-            let mut res = apply(dest, &mut reader, &opts);
+            let mut res = crate::apply::apply_stream(dest, &mut reader, &opts);
             if res.is_ok()
                 && let Err(source) = reader.drain()
             {

@@ -66,7 +66,7 @@ impl Store {
                 if i + 1 < image.layers.len() {
                     next = Some(spawn(i + 1));
                 }
-                let mut res = crate::apply::apply(
+                let mut res = crate::apply::apply_stream(
                     dest,
                     &mut reader,
                     &crate::apply::ApplyOptions {
