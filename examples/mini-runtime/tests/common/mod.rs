@@ -1,0 +1,206 @@
+//! Helpers for the end-to-end tests: busybox bundles in temp dirs, a private
+//! state root, and a guard that force-deletes the container whatever happens.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+/// Whether privileged tests can run; under `CI=true` a missing root is a failure.
+pub fn root_or_skip(name: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{name} needs root and CI=true forbids skipping"
+    );
+    eprintln!("skipping {name}: needs root");
+    false
+}
+
+/// A unique container id for this process and test.
+pub fn unique_id(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+const APPLETS: &[&str] = &[
+    "sh", "true", "false", "ls", "cat", "echo", "sleep", "id", "hostname", "stat", "readlink",
+    "grep", "mount", "touch", "wc", "env", "pwd", "ps", "ulimit", "uname", "head", "test",
+    "printf",
+];
+
+/// A bundle dir holding a busybox rootfs and a `config.json` from `mini-runtime spec`.
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+    pub config: Value,
+}
+
+impl Bundle {
+    pub fn new(args: &[&str]) -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("mr-bundle-")
+            .tempdir()
+            .expect("tempdir");
+        let bin = dir.path().join("rootfs/bin");
+        std::fs::create_dir_all(&bin).expect("mkdir rootfs/bin");
+        std::fs::copy("/bin/busybox", bin.join("busybox"))
+            .expect("busybox-static is installed at /bin/busybox");
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(a)).expect("symlink applet");
+        }
+        for d in ["proc", "sys", "dev", "tmp", "etc"] {
+            std::fs::create_dir_all(dir.path().join("rootfs").join(d)).expect("mkdir");
+        }
+        let out = Command::new(bin_path())
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .output()
+            .expect("spec");
+        assert!(
+            out.status.success(),
+            "spec failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(dir.path().join("config.json")).expect("read config");
+        let mut config: Value = serde_json::from_str(&text).expect("config json");
+        config["process"]["terminal"] = Value::Bool(false);
+        config["process"]["args"] = serde_json::json!(args);
+        config["root"]["readonly"] = Value::Bool(false);
+        let b = Bundle { dir, config };
+        b.save();
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    pub fn save(&self) {
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).expect("ser"),
+        )
+        .expect("write config");
+    }
+}
+
+pub fn bin_path() -> &'static str {
+    env!("CARGO_BIN_EXE_mini-runtime")
+}
+
+/// A private state root plus the ids created in it, force-deleted on drop.
+pub struct Rt {
+    pub root: tempfile::TempDir,
+    ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl Rt {
+    pub fn new() -> Rt {
+        let root = tempfile::Builder::new()
+            .prefix("mr-root-")
+            .tempdir()
+            .expect("tempdir");
+        Rt {
+            root,
+            ids: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin_path());
+        c.arg("--root").arg(self.root.path());
+        c
+    }
+
+    /// Runs `mini-runtime --root R <args>` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        if let Some(pos) = args.iter().position(|a| matches!(*a, "create" | "run")) {
+            if let Some(id) = args
+                .iter()
+                .skip(pos + 1)
+                .find(|a| !a.starts_with('-') && !Path::new(a).is_absolute())
+            {
+                self.ids.lock().expect("lock").push(id.to_string());
+            }
+        }
+        // Files, not pipes: a created container inherits our stdio and keeps pipes open.
+        let out = tempfile::tempfile().expect("tempfile");
+        let err = tempfile::tempfile().expect("tempfile");
+        let status = self
+            .cmd()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(err.try_clone().expect("dup"))
+            .status()
+            .expect("run mini-runtime");
+        Output {
+            status,
+            stdout: read_all(out),
+            stderr: read_all(err),
+        }
+    }
+
+    pub fn track(&self, id: &str) {
+        self.ids.lock().expect("lock").push(id.to_string());
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        let out = self.run(&["state", id]);
+        assert!(
+            out.status.success(),
+            "state {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("state json")
+    }
+
+    /// Polls `state` until `status` (bounded; no timing assertion).
+    pub fn wait_status(&self, id: &str, status: &str) {
+        for _ in 0..2000 {
+            if self.state(id)["status"] == status {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("{id} never reached {status}");
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in ids {
+            let _ = self.cmd().args(["delete", "--force", &id]).output();
+        }
+    }
+}
+
+fn read_all(mut f: std::fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut v = Vec::new();
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = f.read_to_end(&mut v);
+    v
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

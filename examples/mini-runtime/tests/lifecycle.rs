@@ -1,0 +1,374 @@
+//! End-to-end lifecycle: the commands and flags runc's users drive.
+
+mod common;
+
+use common::{Bundle, Rt, root_or_skip, stderr, stdout, unique_id};
+
+#[test]
+fn run_foreground_returns_exit_code_and_cleans_up() {
+    if !root_or_skip("run_foreground_returns_exit_code_and_cleans_up") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let id = unique_id("run");
+    let out = rt.run(&[
+        "run",
+        "--bundle",
+        b.path().to_str().unwrap_or_default(),
+        &id,
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "out\n");
+    assert!(stderr(&out).contains("err"));
+    assert!(!rt.root.path().join(&id).exists(), "state left behind");
+    let out = rt.run(&["state", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn run_keep_leaves_stopped_state() {
+    if !root_or_skip("run_keep_leaves_stopped_state") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["true"]);
+    let id = unique_id("keep");
+    let out = rt.run(&[
+        "run",
+        "--keep",
+        "-b",
+        b.path().to_str().unwrap_or_default(),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rt.state(&id)["status"], "stopped");
+    assert!(rt.run(&["delete", &id]).status.success());
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    if !root_or_skip("create_start_state_kill_delete") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("life");
+    let pidfile = b.path().join("init.pid");
+    let out = rt.run(&[
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap_or_default(),
+        "--pid-file",
+        pidfile.to_str().unwrap_or_default(),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    let pid = st["pid"].as_i64().unwrap_or(0);
+    assert!(pid > 0);
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap_or_default(),
+        pid.to_string()
+    );
+    assert_eq!(st["bundle"], b.path().to_str().unwrap_or_default());
+    // The payload has not run yet: the init still waits.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_ne!(comm.trim(), "sleep");
+
+    let out = rt.run(&["start", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rt.state(&id)["status"], "running");
+    let out = rt.run(&["start", &id]);
+    assert_eq!(out.status.code(), Some(1), "second start must fail");
+
+    let out = rt.run(&["delete", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "delete of a running container needs --force"
+    );
+    assert!(stderr(&out).contains("running"), "{}", stderr(&out));
+
+    let out = rt.run(&["kill", &id, "KILL"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rt.wait_status(&id, "stopped");
+    let out = rt.run(&["kill", &id, "9"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "kill of a stopped container fails"
+    );
+    assert!(rt.run(&["delete", &id]).status.success());
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+#[test]
+fn delete_created_container_and_force_running() {
+    if !root_or_skip("delete_created_container_and_force_running") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let a = unique_id("delc");
+    assert!(
+        rt.run(&["create", "-b", b.path().to_str().unwrap_or_default(), &a])
+            .status
+            .success()
+    );
+    let pid = rt.state(&a)["pid"].as_i64().unwrap_or(0);
+    assert!(
+        rt.run(&["delete", &a]).status.success(),
+        "created containers delete without --force"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/ns")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+    );
+
+    let c = unique_id("delf");
+    let out = rt.run(&["run", "-d", "-b", b.path().to_str().unwrap_or_default(), &c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(rt.run(&["delete", "--force", &c]).status.success());
+    assert!(!rt.root.path().join(&c).exists());
+    // runc: --force on a missing container is not an error.
+    assert!(rt.run(&["delete", "--force", &c]).status.success());
+}
+
+#[test]
+fn kill_all_and_ps_list() {
+    if !root_or_skip("kill_all_and_ps_list") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    let id = unique_id("ps");
+    let out = rt.run(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap_or_default(),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut pids: Vec<i64> = Vec::new();
+    for _ in 0..1000 {
+        let out = rt.run(&["ps", "--format", "json", &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        pids = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if pids.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(pids.len(), 3, "sh and two sleeps: {pids:?}");
+    let out = rt.run(&["ps", &id]);
+    assert!(
+        stdout(&out)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("PID")
+    );
+    assert_eq!(stdout(&out).lines().count(), 4, "{}", stdout(&out));
+
+    let out = rt.run(&["list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(list.as_array().map(|a| a.len()), Some(1));
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "running");
+    let out = rt.run(&["list", "-q"]);
+    assert_eq!(stdout(&out).trim(), id);
+    let out = rt.run(&["list"]);
+    assert!(stdout(&out).starts_with("ID"));
+
+    let out = rt.run(&["kill", "--all", &id, "KILL"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rt.wait_status(&id, "stopped");
+    for p in pids {
+        let alive =
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z"));
+        assert!(!alive, "{p} survived kill --all");
+    }
+    assert!(rt.run(&["delete", &id]).status.success());
+}
+
+#[test]
+fn exec_with_flags() {
+    if !root_or_skip("exec_with_flags") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("exec");
+    assert!(
+        rt.run(&[
+            "run",
+            "-d",
+            "-b",
+            b.path().to_str().unwrap_or_default(),
+            &id
+        ])
+        .status
+        .success()
+    );
+    let out = rt.run(&["exec", &id, "hostname"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "mini-runtime");
+    let out = rt.run(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1001",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u) $(id -g)",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "bar /tmp 1000 1001");
+    let out = rt.run(&["exec", &id, "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = rt.run(&[
+        "exec",
+        "--cap",
+        "CAP_SYS_ADMIN",
+        "--no-new-privs",
+        &id,
+        "grep",
+        "-E",
+        "CapEff|NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    let eff = text
+        .lines()
+        .find(|l| l.starts_with("CapEff"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0);
+    assert!(eff & (1 << 21) != 0, "CAP_SYS_ADMIN not added: {text}");
+    // Same pid namespace as the init: it sees pid 1.
+    let out = rt.run(&["exec", &id, "cat", "/proc/1/cmdline"]);
+    assert!(stdout(&out).starts_with("sleep"), "{}", stdout(&out));
+
+    let pf = b.path().join("exec.pid");
+    let proc_json = b.path().join("process.json");
+    let mut p = b.config["process"].clone();
+    p["args"] = serde_json::json!(["sleep", "1000"]);
+    std::fs::write(&proc_json, p.to_string()).unwrap_or_default();
+    let out = rt.run(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pf.to_str().unwrap_or_default(),
+        "--process",
+        proc_json.to_str().unwrap_or_default(),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid: i32 = std::fs::read_to_string(&pf)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(pid > 0);
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap_or_default()
+            .trim(),
+        "sleep"
+    );
+
+    let out = rt.run(&["exec", &id, "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/nonexistent"), "{}", stderr(&out));
+    assert!(rt.run(&["delete", "-f", &id]).status.success());
+    let out = rt.run(&["exec", &id, "true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exec into a deleted container fails"
+    );
+}
+
+#[test]
+fn log_json_in_runc_format() {
+    let rt = Rt::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log.json");
+    let out = rt
+        .cmd()
+        .args(["--log"])
+        .arg(&log)
+        .args(["--log-format", "json", "state", "no-such-container"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no-such-container"));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let line: serde_json::Value =
+        serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(line["level"], "error");
+    assert!(
+        line["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not exist")
+    );
+    assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+}
+
+#[test]
+fn features_and_spec() {
+    let rt = Rt::new();
+    let out = rt.run(&["features"]);
+    assert!(out.status.success());
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(f["linux"]["seccomp"]["enabled"], false);
+    assert!(
+        f["linux"]["namespaces"]
+            .as_array()
+            .is_some_and(|n| n.len() == 8)
+    );
+    assert!(f["hooks"].as_array().is_some_and(|h| h.len() == 6));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = rt
+        .cmd()
+        .args(["spec", "--rootless", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .expect("spec");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap_or_default())
+            .unwrap_or_default();
+    assert!(c["linux"]["resources"].is_null());
+    assert!(c["linux"]["seccomp"].is_null());
+    assert!(c["linux"]["uidMappings"].is_array());
+    let out = rt
+        .cmd()
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .expect("spec");
+    assert_eq!(out.status.code(), Some(1), "spec refuses to overwrite");
+    let out = rt
+        .cmd()
+        .args(["--systemd-cgroup", "list"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("systemd"));
+    let out = rt.cmd().arg("--version").output().expect("run");
+    assert!(stdout(&out).contains("mini-runtime"));
+}
