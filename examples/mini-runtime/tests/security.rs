@@ -1,0 +1,276 @@
+//! Defences against known container-escape classes, one test each.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+
+use common::{Bundle, Rt, root_or_skip, stderr, stdout, unique_id};
+use serde_json::json;
+
+/// CVE-2019-5736 class: while an init waits in `created` state it is a copy of the
+/// runtime; a process in the same pid namespace must not reach the runtime binary
+/// through `/proc/<pid>/exe`.
+#[test]
+fn runtime_binary_hidden_from_container() {
+    if !root_or_skip("runtime_binary_hidden_from_container") {
+        return;
+    }
+    let rt = Rt::new();
+    let a = Bundle::new(&["sleep", "1000"]);
+    let ida = unique_id("host");
+    assert!(
+        rt.run(&[
+            "run",
+            "-d",
+            "-b",
+            a.path().to_str().unwrap_or_default(),
+            &ida
+        ])
+        .status
+        .success()
+    );
+    let apid = rt.state(&ida)["pid"].as_i64().unwrap_or(0);
+    let mut b = Bundle::new(&["true"]);
+    let ns = b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces");
+    for n in ns.iter_mut() {
+        if n["type"] == "pid" {
+            n["path"] = json!(format!("/proc/{apid}/ns/pid"));
+        }
+    }
+    b.save();
+    let idb = unique_id("waiting");
+    let out = rt.run(&["create", "-b", b.path().to_str().unwrap_or_default(), &idb]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bpid = rt.state(&idb)["pid"].as_i64().unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{bpid}/status")).unwrap_or_default();
+    let inner = status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("0")
+        .to_string();
+    assert_ne!(inner, "0");
+    let before = std::fs::read(common::bin_path()).unwrap_or_default();
+    let script = format!(
+        "cat /proc/{inner}/exe > /dev/null && echo READ; echo x >> /proc/{inner}/exe && echo WROTE; exit 0"
+    );
+    let out = rt.run(&["exec", &ida, "sh", "-c", &script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("READ"),
+        "runtime binary readable from the container"
+    );
+    assert!(
+        !stdout(&out).contains("WROTE"),
+        "runtime binary writable from the container"
+    );
+    assert!(std::fs::read(common::bin_path()).unwrap_or_default() == before);
+    assert!(rt.run(&["delete", "-f", &idb]).status.success());
+    assert!(rt.run(&["delete", "-f", &ida]).status.success());
+}
+
+/// CVE-2024-21626 class: no fd of the caller leaks into the container.
+#[test]
+fn no_host_fd_leaks_into_container() {
+    if !root_or_skip("no_host_fd_leaks_into_container") {
+        return;
+    }
+    let rt = Rt::new();
+    // A pipe without CLOEXEC, inherited by the runtime process.
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` has room for two fds.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let b = Bundle::new(&["ls", "/proc/self/fd"]);
+    let id = unique_id("fds");
+    let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    for fd in fds {
+        // SAFETY: closing the pipe this test opened.
+        unsafe { libc::close(fd) };
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen: Vec<String> = stdout(&out)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    // 0-2 are stdio; 3 is ls's own handle on /proc/self/fd.
+    assert!(
+        seen.iter()
+            .all(|f| ["0", "1", "2", "3"].contains(&f.as_str())),
+        "leaked fds: {seen:?}"
+    );
+}
+
+/// CVE-2024-21626 class: a cwd reached through a preserved host fd is refused.
+#[test]
+fn cwd_outside_root_refused() {
+    if !root_or_skip("cwd_outside_root_refused") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["pwd"]);
+    b.config["process"]["cwd"] = json!("/proc/self/fd/3");
+    b.save();
+    let host_dir = std::fs::File::open("/").expect("open /");
+    let raw = host_dir.as_raw_fd();
+    let id = unique_id("cwd");
+    let mut cmd = rt.cmd();
+    cmd.args([
+        "create",
+        "--preserve-fds",
+        "1",
+        "-b",
+        b.path().to_str().unwrap_or_default(),
+        &id,
+    ]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: the closure only calls dup2, which is async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    rt.track(&id);
+    let out = cmd.output().expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "cwd outside the root must be refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cwd"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+/// CVE-2025-31133 class: a /dev/null symlink in the image does not redirect masking.
+#[test]
+fn symlinked_dev_null_does_not_redirect_masking() {
+    if !root_or_skip("symlinked_dev_null_does_not_redirect_masking") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stat -c '%F %t %T' /proc/keys; echo pwned > /proc/keys; echo done",
+    ]);
+    // No tmpfs on /dev: the image's own /dev is used, with a hostile null.
+    if let Some(m) = b.config["mounts"].as_array_mut() {
+        m.retain(|m| {
+            m["destination"] != "/dev"
+                && !m["destination"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("/dev/")
+        });
+    }
+    b.save();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", b.rootfs().join("dev/null"))
+        .expect("symlink");
+    let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    let id = unique_id("mask");
+    let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("character special file 1 3"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default(),
+        before
+    );
+}
+
+/// CVE-2025-52881 class: sysctl writes cannot be redirected by a mount over /proc/sys.
+#[test]
+fn sysctl_write_not_redirected_by_mount() {
+    if !root_or_skip("sysctl_write_not_redirected_by_mount") {
+        return;
+    }
+    let rt = Rt::new();
+    let victim_dir = tempfile::tempdir().expect("tempdir");
+    let victim = victim_dir.path().join("victim");
+    std::fs::write(&victim, "orig\n").expect("write");
+    let mut b = Bundle::new(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    if let Some(m) = b.config["mounts"].as_array_mut() {
+        m.push(json!({"destination": "/proc/sys/net/ipv4/ip_forward", "type": "bind", "source": victim, "options": ["bind"]}));
+    }
+    b.save();
+    let id = unique_id("sysctl");
+    let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap_or_default(),
+        "orig\n",
+        "sysctl write went to the bind-mounted host file"
+    );
+}
+
+/// A symlinked /proc in the image must not move the proc mount.
+#[test]
+fn symlinked_proc_refused() {
+    if !root_or_skip("symlinked_proc_refused") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["true"]);
+    std::fs::remove_dir(b.rootfs().join("proc")).expect("rmdir");
+    std::fs::create_dir(b.rootfs().join("elsewhere")).expect("mkdir");
+    std::os::unix::fs::symlink("/elsewhere", b.rootfs().join("proc")).expect("symlink");
+    let id = unique_id("procsym");
+    let out = rt.run(&["create", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+/// A symlink in the image never sends a bind mount outside the rootfs.
+#[test]
+fn mount_destination_symlink_stays_inside_root() {
+    if !root_or_skip("mount_destination_symlink_stays_inside_root") {
+        return;
+    }
+    let rt = Rt::new();
+    let src = tempfile::tempdir().expect("tempdir");
+    std::fs::write(src.path().join("marker"), "m").expect("write");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let mut b = Bundle::new(&["ls", "/escape/data"]);
+    // /escape -> an absolute host path: resolved inside the root it is /<that path> in the rootfs.
+    std::os::unix::fs::symlink(outside.path(), b.rootfs().join("escape")).expect("symlink");
+    let inside_target = b
+        .rootfs()
+        .join(outside.path().strip_prefix("/").unwrap_or(outside.path()));
+    std::fs::create_dir_all(&inside_target).expect("mkdir");
+    if let Some(m) = b.config["mounts"].as_array_mut() {
+        m.push(json!({"destination": "/escape/data", "type": "bind", "source": src.path(), "options": ["rbind", "ro"]}));
+    }
+    b.save();
+    let id = unique_id("symmount");
+    let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "marker");
+    assert!(
+        !outside.path().join("data").exists(),
+        "mount target was created outside the rootfs"
+    );
+    let inside = b
+        .rootfs()
+        .join(outside.path().strip_prefix("/").unwrap_or(outside.path()))
+        .join("data");
+    assert!(
+        inside.exists(),
+        "target should have been created inside the rootfs"
+    );
+}
