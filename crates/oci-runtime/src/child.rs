@@ -331,7 +331,7 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         fds.exec_root,
     ]
     .into_iter()
-    .chain(fds.join.into_iter())
+    .chain(fds.join)
     {
         if fd >= 0 && n < keep.len() {
             keep[n] = fd;
@@ -1143,7 +1143,7 @@ fn setup_console(root: RawFd, sock: RawFd, size: Option<(u16, u16)>) -> Result<R
     let master = sys::openat2(root, c"dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, IN_ROOT)?;
     let res = (|| {
         // The ptmx must belong to the container's devpts, not whatever the image put there.
-        if sys::fstatfs(master)?.f_type as i64 != DEVPTS_SUPER_MAGIC {
+        if sys::fstatfs(master)?.f_type != DEVPTS_SUPER_MAGIC {
             return Err(libc::EXDEV);
         }
         let unlock: libc::c_int = 0;
@@ -1477,10 +1477,11 @@ fn find_executable(plan: &InitPlan) -> R<*const c_char> {
         }
         // SAFETY: stat succeeded.
         let st = unsafe { st.assume_init() };
-        // SAFETY: `cand` is NUL-terminated.
-        if st.st_mode & libc::S_IFMT == libc::S_IFREG
-            && unsafe { libc::access(cand.as_ptr(), libc::X_OK) } == 0
-        {
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        // SAFETY: `cand` is NUL-terminated and lives in the plan.
+        if unsafe { libc::access(cand.as_ptr(), libc::X_OK) } == 0 {
             return Ok(cand.as_ptr());
         }
     }

@@ -145,13 +145,13 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(invalid("linux.mountLabel", "SELinux is not supported"));
     }
-    if let Some(p) = linux.rootfs_propagation() {
-        if crate::plan::propagation_flag(p).is_none() {
-            return Err(invalid(
-                "linux.rootfsPropagation",
-                format!("unknown propagation {p:?}"),
-            ));
-        }
+    if let Some(p) = linux.rootfs_propagation()
+        && crate::plan::propagation_flag(p).is_none()
+    {
+        return Err(invalid(
+            "linux.rootfsPropagation",
+            format!("unknown propagation {p:?}"),
+        ));
     }
 
     let mut seen = HashSet::new();

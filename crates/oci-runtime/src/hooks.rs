@@ -25,12 +25,10 @@ fn run_one(kind: &'static str, h: &Hook, state: &[u8]) -> Result<()> {
         source,
     };
     let mut cmd = Command::new(h.path());
-    if let Some(args) = h.args() {
-        if let Some((first, rest)) = args.split_first() {
-            use std::os::unix::process::CommandExt;
-            cmd.arg0(first);
-            cmd.args(rest);
-        }
+    if let Some((first, rest)) = h.args().as_deref().and_then(|a| a.split_first()) {
+        use std::os::unix::process::CommandExt;
+        cmd.arg0(first);
+        cmd.args(rest);
     }
     cmd.env_clear();
     for e in h.env().as_deref().unwrap_or(&[]) {

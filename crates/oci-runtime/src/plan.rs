@@ -403,10 +403,8 @@ pub fn cap_number_by_name(name: &str) -> Option<u32> {
 fn cap_mask(set: &Option<oci_spec::runtime::Capabilities>, last_cap: u32) -> u64 {
     let mut m = 0u64;
     for c in set.iter().flatten() {
-        if let Some(n) = cap_number(c) {
-            if n <= last_cap {
-                m |= 1 << n;
-            }
+        if let Some(n) = cap_number(c).filter(|n| *n <= last_cap) {
+            m |= 1 << n;
         }
     }
     m
@@ -553,7 +551,10 @@ fn hook_plans(hooks: Option<&Vec<oci_spec::runtime::Hook>>, field: &str) -> Resu
 
 /// Reads this process's v1 cgroup dirs on a hybrid host: `(dir name, host path)`
 /// plus symlinks for co-mounted controllers (`cpu` → `cpu,cpuacct`).
-fn own_v1_cgroups(proc_root: &Path) -> (Vec<(CString, CString)>, Vec<(CString, CString)>) {
+/// Pairs of C strings: (name, target).
+type CPairs = Vec<(CString, CString)>;
+
+fn own_v1_cgroups(proc_root: &Path) -> (CPairs, CPairs) {
     let mut dirs = Vec::new();
     let mut links = Vec::new();
     let Ok(text) = std::fs::read_to_string(proc_root.join("self/cgroup")) else {

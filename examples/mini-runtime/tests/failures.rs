@@ -49,10 +49,13 @@ fn bad_json_names_line_and_field() {
     assert_refused(&rt, &b, &unique_id("json"), "line 3");
 }
 
+/// A change to a config.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[test]
 fn config_refusals_name_the_field() {
     let rt = Rt::new();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "linux.resources",
             Box::new(|c| c["linux"]["resources"] = json!({"memory": {"limit": 1048576}})),

@@ -127,14 +127,11 @@ impl Rt {
 
     /// Runs `mini-runtime --root R <args>` and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
-        if let Some(pos) = args.iter().position(|a| matches!(*a, "create" | "run")) {
-            if let Some(id) = args
-                .iter()
-                .skip(pos + 1)
-                .find(|a| !a.starts_with('-') && !Path::new(a).is_absolute())
-            {
-                self.ids.lock().expect("lock").push(id.to_string());
-            }
+        // In these tests the id is always the last argument of create and run.
+        if matches!(args.first(), Some(&"create") | Some(&"run"))
+            && let Some(id) = args.last()
+        {
+            self.ids.lock().expect("lock").push(id.to_string());
         }
         // Files, not pipes: a created container inherits our stdio and keeps pipes open.
         let out = tempfile::tempfile().expect("tempfile");
