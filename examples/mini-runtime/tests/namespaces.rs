@@ -1,0 +1,210 @@
+//! Namespaces, rootfs options and process settings, seen from inside the container.
+
+mod common;
+
+use common::{Bundle, Rt, root_or_skip, stderr, stdout, unique_id};
+use serde_json::json;
+
+fn run_ok(rt: &Rt, b: &Bundle, extra: &[&str]) -> String {
+    let id = unique_id("ns");
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-b", b.path().to_str().unwrap_or_default(), &id]);
+    let out = rt.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn user_namespace_with_mappings() {
+    if !root_or_skip("user_namespace_with_mappings") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sh", "-c", "id -u; cat /proc/self/uid_map; ls -l /dev/null"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // A user namespace cannot mount a fresh sysfs of the host's network namespace, but it has its own here.
+    b.save();
+    let out = run_ok(&rt, &b, &[]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"));
+    let map: Vec<_> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(map, ["0", "100000", "65536"]);
+    assert!(
+        lines.next().unwrap_or_default().starts_with("crw-rw-rw-"),
+        "{out}"
+    );
+}
+
+#[test]
+fn join_namespaces_by_path_and_hostname() {
+    if !root_or_skip("join_namespaces_by_path_and_hostname") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut a = Bundle::new(&["sleep", "1000"]);
+    a.config["hostname"] = json!("pod-a");
+    a.config["domainname"] = json!("example.test");
+    a.save();
+    let ida = unique_id("pod");
+    assert!(
+        rt.run(&[
+            "run",
+            "-d",
+            "-b",
+            a.path().to_str().unwrap_or_default(),
+            &ida
+        ])
+        .status
+        .success()
+    );
+    let apid = rt.state(&ida)["pid"].as_i64().unwrap_or(0);
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "hostname; cat /proc/sys/kernel/domainname; readlink /proc/self/ns/net",
+    ]);
+    b.config.as_object_mut().expect("obj").remove("hostname");
+    for n in b.config["linux"]["namespaces"].as_array_mut().expect("ns") {
+        if n["type"] == "uts" || n["type"] == "network" || n["type"] == "ipc" {
+            let name = match n["type"].as_str() {
+                Some("uts") => "uts",
+                Some("network") => "net",
+                _ => "ipc",
+            };
+            n["path"] = json!(format!("/proc/{apid}/ns/{name}"));
+        }
+    }
+    b.save();
+    let out = run_ok(&rt, &b, &[]);
+    let net = std::fs::read_link(format!("/proc/{apid}/ns/net")).unwrap_or_default();
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["pod-a", "example.test", net.to_str().unwrap_or_default()]
+    );
+    assert!(rt.run(&["delete", "-f", &ida]).status.success());
+}
+
+#[test]
+fn sysctl_rlimits_umask_and_readonly_paths() {
+    if !root_or_skip("sysctl_rlimits_umask_and_readonly_paths") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; umask; echo 1 > /proc/sys/kernel/ctrl-alt-del 2>/dev/null && echo WRITABLE; stat -c %t,%T /proc/keys; touch /ro 2>/dev/null && echo RW; echo ok",
+    ]);
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 256, "soft": 200}]);
+    b.config["process"]["user"]["umask"] = json!(0o027);
+    b.config["root"]["readonly"] = json!(true);
+    b.save();
+    let out = run_ok(&rt, &b, &[]);
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(lines, ["1", "200", "0027", "1,3", "ok"], "{out}");
+}
+
+#[test]
+fn no_pivot_and_devices() {
+    if !root_or_skip("no_pivot_and_devices") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stat -c '%F %t,%T %a' /dev/mydev /dev/sub/fifo; ls /dev/fd/ > /dev/null && echo fdlink",
+    ]);
+    b.config["linux"]["devices"] = json!([
+        {"path": "/dev/mydev", "type": "c", "major": 1, "minor": 7, "fileMode": 0o600},
+        {"path": "/dev/sub/fifo", "type": "p", "major": 0, "minor": 0}
+    ]);
+    b.save();
+    let out = run_ok(&rt, &b, &["--no-pivot"]);
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["character special file 1,7 600", "fifo 0,0 666", "fdlink"],
+        "{out}"
+    );
+}
+
+#[test]
+fn time_namespace_offsets() {
+    if !root_or_skip("time_namespace_offsets") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["cat", "/proc/uptime"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000000, "nanosecs": 0}});
+    b.save();
+    let out = run_ok(&rt, &b, &[]);
+    let up: f64 = out
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    assert!(up >= 864000000.0, "uptime {up} lacks the boottime offset");
+}
+
+#[test]
+fn all_hooks_run_with_state_on_stdin() {
+    if !root_or_skip("all_hooks_run_with_state_on_stdin") {
+        return;
+    }
+    let rt = Rt::new();
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut b = Bundle::new(&["true"]);
+    let host_hook = |name: &str| {
+        let file = logs.path().join(name);
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", file.display())], "timeout": 30})
+    };
+    // startContainer runs in the container after pivot_root: it uses the rootfs's sh and /tmp.
+    b.config["hooks"] = json!({
+        "prestart": [host_hook("prestart")],
+        "createRuntime": [host_hook("createRuntime")],
+        "createContainer": [host_hook("createContainer")],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/startContainer"]}],
+        "poststart": [host_hook("poststart")],
+        "poststop": [host_hook("poststop")],
+    });
+    b.save();
+    let id = unique_id("hooks");
+    let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&p).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    for (name, status) in [
+        ("prestart", "creating"),
+        ("createRuntime", "creating"),
+        ("createContainer", "created"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
+        let s = read(logs.path().join(name));
+        assert_eq!(s["id"], id.as_str(), "{name}");
+        assert_eq!(s["status"], status, "{name}");
+        assert_eq!(s["bundle"], b.path().to_str().unwrap_or_default(), "{name}");
+    }
+    let s = read(b.rootfs().join("tmp/startContainer"));
+    assert_eq!(s["id"], id.as_str());
+    assert!(s["pid"].as_i64().unwrap_or(0) > 0);
+}
