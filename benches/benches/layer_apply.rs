@@ -13,20 +13,30 @@ fn layer() -> Vec<u8> {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
         h.set_size(data.len() as u64);
-        h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
         h.set_mtime(1_600_000_000);
         h.set_uid(0);
         h.set_gid(0);
         b.append_data(&mut h, path, data).unwrap();
     };
     // Text-like content so compression ratios resemble real layers.
-    let text: Vec<u8> = (0..200_000u32).flat_map(|i| format!("line {i} of some file content\n").into_bytes()).collect();
+    let text: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("line {i} of some file content\n").into_bytes())
+        .collect();
     for d in 0..30 {
         add(&format!("usr/share/d{d}/"), tar::EntryType::Directory, b"");
         for f in 0..100 {
             let n = (d * 100 + f) % 97;
             let size = if n == 0 { 1_000_000 } else { 1 + n * 80 };
-            add(&format!("usr/share/d{d}/f{f}.txt"), tar::EntryType::Regular, &text[..size.min(text.len())]);
+            add(
+                &format!("usr/share/d{d}/f{f}.txt"),
+                tar::EntryType::Regular,
+                &text[..size.min(text.len())],
+            );
         }
     }
     b.into_inner().unwrap()
@@ -46,7 +56,11 @@ fn bench(c: &mut Criterion) {
     for (name, data) in [("tar", &tar), ("tar+gzip", &gz), ("tar+zstd", &zst)] {
         g.bench_function(name, |b| {
             b.iter_batched(
-                || tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap(),
+                || {
+                    tempfile::tempdir_in("/dev/shm")
+                        .or_else(|_| tempfile::tempdir())
+                        .unwrap()
+                },
                 |dir| {
                     black_box(apply(dir.path(), &data[..], &ApplyOptions::default()).unwrap());
                     dir

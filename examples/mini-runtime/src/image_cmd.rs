@@ -67,6 +67,53 @@ pub(crate) enum ImageCommand {
         /// Mount point.
         dir: PathBuf,
     },
+    /// Write an OCI bundle (rootfs + config.json from the image config)
+    /// that `mini-runtime run` and runc run.
+    Bundle {
+        /// Image name.
+        name: String,
+        /// Bundle directory (absent or empty).
+        dir: PathBuf,
+    },
+}
+
+/// What an image command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CmdError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] image_store::Error),
+    /// The container runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] oci_runtime::Error),
+    /// Building the runtime spec failed.
+    #[error("building config.json: {0}")]
+    Spec(#[from] oci_spec::OciSpecError),
+    /// The image runs nothing.
+    #[error("image {name} has neither Entrypoint nor Cmd")]
+    NoCommand {
+        /// The image.
+        name: String,
+    },
+    /// The image's `User` does not resolve in its rootfs.
+    #[error("image user {user:?}: {reason}")]
+    BadUser {
+        /// The `User` field.
+        user: String,
+        /// Why it does not resolve.
+        reason: &'static str,
+    },
+    /// A file operation of the command failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was done.
+        op: &'static str,
+        /// To which path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs an image command; returns the process exit code.
@@ -80,7 +127,7 @@ pub(crate) fn run(opts: &StoreOpts, cmd: ImageCommand) -> i32 {
     }
 }
 
-fn dispatch(opts: &StoreOpts, cmd: ImageCommand) -> Result<(), image_store::Error> {
+fn dispatch(opts: &StoreOpts, cmd: ImageCommand) -> Result<(), CmdError> {
     let store = Store::open(&opts.store)?;
     match cmd {
         ImageCommand::Import {
@@ -160,8 +207,184 @@ fn dispatch(opts: &StoreOpts, cmd: ImageCommand) -> Result<(), image_store::Erro
             println!("{}", target.display());
         }
         ImageCommand::Umount { dir } => store.umount(Path::new(&dir))?,
+        ImageCommand::Bundle { name, dir } => {
+            let bar = Bar::new("unpacking");
+            let res = bundle(&store, &name, &dir, bar.progress());
+            bar.finish();
+            res?;
+            println!("{}", dir.display());
+        }
     }
     Ok(())
+}
+
+/// The PATH a process gets when the image sets none (as containerd does).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Writes an OCI bundle for image `name` into `dir`: a flattened rootfs
+/// and a `config.json` whose process comes from the image config.
+pub(crate) fn bundle(
+    store: &Store,
+    name: &str,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(), CmdError> {
+    let rootfs = dir.join("rootfs");
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|source| CmdError::Io {
+                op: "read dir",
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .next()
+            .is_some()
+    {
+        return Err(image_store::Error::TargetNotEmpty {
+            path: dir.to_path_buf(),
+        }
+        .into());
+    }
+    let image = store.unpack(name, &rootfs, progress)?;
+    let res = write_config(store, &image, dir, &rootfs);
+    if res.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    res
+}
+
+fn write_config(
+    store: &Store,
+    image: &image_store::Image,
+    dir: &Path,
+    rootfs: &Path,
+) -> Result<(), CmdError> {
+    let config = store.config(image)?;
+    let c = config.config().clone().unwrap_or_default();
+    let mut args = c.entrypoint().clone().unwrap_or_default();
+    args.extend(c.cmd().clone().unwrap_or_default());
+    if args.is_empty() {
+        return Err(CmdError::NoCommand {
+            name: image.name.clone(),
+        });
+    }
+    let mut env = c.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_string());
+    }
+    let cwd = c
+        .working_dir()
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let (uid, gid) = resolve_user(rootfs, c.user().as_deref().unwrap_or(""))?;
+    let mut spec = oci_spec::runtime::Spec::default();
+    if let Some(p) = spec.process_mut() {
+        p.set_args(Some(args));
+        p.set_env(Some(env));
+        p.set_cwd(cwd.into());
+        p.set_terminal(Some(false));
+        let mut user = p.user().clone();
+        user.set_uid(uid);
+        user.set_gid(gid);
+        p.set_user(user);
+    }
+    if let Some(root) = spec.root_mut() {
+        root.set_path(PathBuf::from("rootfs"));
+        // The rootfs is this bundle's own copy.
+        root.set_readonly(Some(false));
+    }
+    spec.set_hostname(Some(hostname_for(&image.name)));
+    let mut annotations = std::collections::HashMap::new();
+    annotations.insert(
+        "org.opencontainers.image.ref.name".to_string(),
+        image.name.clone(),
+    );
+    if let Some(sig) = c.stop_signal() {
+        annotations.insert(
+            "org.opencontainers.image.stopSignal".to_string(),
+            sig.clone(),
+        );
+    }
+    spec.set_annotations(Some(annotations));
+    spec.save(dir.join("config.json"))?;
+    Ok(())
+}
+
+/// A hostname from the image's repository: `docker.io/library/nginx:1`
+/// gives `nginx`.
+fn hostname_for(name: &str) -> String {
+    let repo = name.split(['@']).next().unwrap_or(name);
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    let last = last.split(':').next().unwrap_or(last);
+    let h: String = last
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    let h = h.trim_matches('-').to_string();
+    if h.is_empty() { "container".into() } else { h }
+}
+
+/// Resolves an image `User` (`user`, `uid`, `user:group`, `uid:gid`, ...)
+/// against the rootfs's `/etc/passwd` and `/etc/group`.
+fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32), CmdError> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let bad = |reason| CmdError::BadUser {
+        user: user.to_string(),
+        reason,
+    };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = read_db(rootfs, "etc/passwd");
+    // name:x:uid:gid:...
+    let entry = passwd.iter().find(|f| {
+        f.first().map(String::as_str) == Some(u)
+            || (u.parse::<u32>().is_ok() && f.get(2).map(String::as_str) == Some(u))
+    });
+    let uid = match u.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => entry
+            .and_then(|f| f.get(2)?.parse().ok())
+            .ok_or_else(|| bad("no such user in /etc/passwd"))?,
+    };
+    let gid = match g {
+        None => entry.and_then(|f| f.get(3)?.parse().ok()).unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read_db(rootfs, "etc/group")
+                .iter()
+                .find(|f| f.first().map(String::as_str) == Some(g))
+                .and_then(|f| f.get(2)?.parse().ok())
+                .ok_or_else(|| bad("no such group in /etc/group"))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// The colon-separated records of a passwd-style file of the rootfs; a
+/// symlink there is ignored, so an image cannot make us read host files.
+fn read_db(rootfs: &Path, rel: &str) -> Vec<Vec<String>> {
+    let p = rootfs.join(rel);
+    let is_file = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file());
+    if !is_file
+        || rootfs
+            .join("etc")
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Vec::new();
+    }
+    std::fs::read_to_string(&p)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').map(str::to_string).collect())
+        .collect()
 }
 
 fn parse_platform(s: &str) -> Result<Platform, image_store::Error> {
@@ -239,4 +462,191 @@ impl Bar {
             b.0.finish_and_clear();
         }
     }
+}
+
+/// `mini-runtime demo`: builds a small image offline from the host's
+/// static busybox, imports it, bundles it, runs a container from it and
+/// cleans up, saying what happens at each step.
+pub(crate) fn demo() -> i32 {
+    let work = std::env::temp_dir().join(format!("mini-runtime-demo-{}", std::process::id()));
+    let res = demo_in(&work);
+    let _ = std::fs::remove_dir_all(&work);
+    match res {
+        Ok(code) => {
+            println!("==> cleaned up {}", work.display());
+            code
+        }
+        Err(e) => {
+            eprintln!("mini-runtime: demo: {e}");
+            1
+        }
+    }
+}
+
+fn demo_in(work: &Path) -> Result<i32, CmdError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CmdError::Io { op, path, source }
+    };
+    std::fs::create_dir_all(work).map_err(io("create", work))?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .ok_or_else(|| CmdError::Io {
+            op: "find busybox (apt-get install busybox-static)",
+            path: PathBuf::from("/bin/busybox"),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
+    let t = std::time::Instant::now();
+    let layout = work.join("demo-image");
+    write_demo_layout(&layout, busybox).map_err(io("write image layout", &layout))?;
+    println!(
+        "==> built an OCI image from {} in {} ({:.0?})",
+        busybox.display(),
+        layout.display(),
+        t.elapsed()
+    );
+
+    let store = Store::open(work.join("store"))?;
+    let t = std::time::Instant::now();
+    let imported = store.import(&layout, &ImportOptions::default(), &NoProgress)?;
+    let name = imported.first().map(|i| i.name.clone()).unwrap_or_default();
+    let image = store.image(&name)?;
+    println!(
+        "==> imported {name} ({}, {} layer, verified) into {} ({:.0?})",
+        &image.manifest.digest_str[..19],
+        image.layers.len(),
+        store.root().display(),
+        t.elapsed()
+    );
+
+    let t = std::time::Instant::now();
+    let bundle_dir = work.join("bundle");
+    bundle(&store, &name, &bundle_dir, &NoProgress)?;
+    println!(
+        "==> wrote bundle {} (rootfs + config.json from the image config) ({:.0?})",
+        bundle_dir.display(),
+        t.elapsed()
+    );
+
+    let rt = oci_runtime::Runtime::new(work.join("state"));
+    let id = format!("demo-{}", std::process::id());
+    let t = std::time::Instant::now();
+    println!("==> running container {id}:");
+    rt.create(&id, &bundle_dir, &oci_runtime::CreateOptions::default())?;
+    let started = rt.start(&id);
+    let code = match started {
+        Ok(_) => rt.wait(&id),
+        Err(e) => Err(e),
+    };
+    let _ = rt.delete(&id, true);
+    let code = code?;
+    println!(
+        "==> container exited with status {code} ({:.0?}) and was deleted",
+        t.elapsed()
+    );
+    store.remove(&name)?;
+    let gc = store.gc()?;
+    println!(
+        "==> removed the image; gc freed {} blobs ({})",
+        gc.blobs_removed,
+        human(gc.bytes_freed)
+    );
+    Ok(code)
+}
+
+/// Writes a one-layer OCI layout: busybox, its applet links, passwd and
+/// group, and a command that says hello.
+fn write_demo_layout(layout: &Path, busybox: &Path) -> std::io::Result<()> {
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs)?;
+    let put = |data: &[u8], media_type: &str| -> std::io::Result<serde_json::Value> {
+        let d = image_store::Digest::of(data);
+        std::fs::write(blobs.join(d.hex()), data)?;
+        Ok(
+            serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": data.len()}),
+        )
+    };
+    let mut b = tar::Builder::new(Vec::new());
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    };
+    for (d, mode) in [
+        ("bin", 0o755),
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("root", 0o700),
+        ("tmp", 0o1777),
+    ] {
+        b.append_data(
+            &mut header(tar::EntryType::Directory, mode, 0),
+            d,
+            std::io::empty(),
+        )?;
+    }
+    let exe = std::fs::read(busybox)?;
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o755, exe.len() as u64),
+        "bin/busybox",
+        &exe[..],
+    )?;
+    for applet in ["sh", "echo", "cat", "hostname", "uname", "id", "ls", "pwd"] {
+        b.append_link(
+            &mut header(tar::EntryType::Symlink, 0o777, 0),
+            format!("bin/{applet}"),
+            "busybox",
+        )?;
+    }
+    for (path, text) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        ("etc/group", "root:x:0:\n"),
+        ("etc/hostname", "demo\n"),
+    ] {
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o644, text.len() as u64),
+            path,
+            text.as_bytes(),
+        )?;
+    }
+    let layer = b.into_inner()?;
+    let layer_desc = put(&layer, "application/vnd.oci.image.layer.v1.tar")?;
+    let platform = Platform::host();
+    let script = "echo \"Hello from container $(hostname): an image built offline, imported, unpacked and run.\"; \
+                  echo \"kernel $(uname -r), user $(id -u):$(id -g), cwd $(pwd), $(ls / | wc -w) entries in /\"";
+    let config = serde_json::json!({
+        "architecture": platform.architecture, "os": platform.os,
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh", "-c", script], "WorkingDir": "/root", "User": "root", "StopSignal": "SIGTERM"},
+        "rootfs": {"type": "layers", "diff_ids": [image_store::Digest::of(&layer).to_string()]},
+    });
+    let config_desc = put(
+        &serde_json::to_vec(&config)?,
+        "application/vnd.oci.image.config.v1+json",
+    )?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc, "layers": [layer_desc],
+    });
+    let mut m = put(
+        &serde_json::to_vec(&manifest)?,
+        "application/vnd.oci.image.manifest.v1+json",
+    )?;
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "latest"});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [m]}))?,
+    )?;
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
 }

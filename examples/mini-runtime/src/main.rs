@@ -25,6 +25,8 @@ enum Command {
     /// Manage images in the local store.
     #[command(subcommand)]
     Image(image_cmd::ImageCommand),
+    /// Build a small image offline, import, bundle and run it, then clean up.
+    Demo,
 }
 
 fn main() {
@@ -33,5 +35,6 @@ fn main() {
         None => {}
         Some(Command::Oci(c)) => std::process::exit(oci_cmd::run(&cli.oci, c)),
         Some(Command::Image(c)) => std::process::exit(image_cmd::run(&cli.store, c)),
+        Some(Command::Demo) => std::process::exit(image_cmd::demo()),
     }
 }

@@ -255,3 +255,232 @@ fn mount_and_umount_overlay_rootfs() {
     let out = ok(&store, &["image", "gc"]);
     assert!(out.contains(", 2 snapshots"), "{out}");
 }
+
+/// A one-layer image of the host's static busybox whose command prints a
+/// known line, as an OCI layout.
+fn busybox_layout(dir: &Path) -> Option<PathBuf> {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())?;
+    let exe = std::fs::read(busybox).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let hdr = |kind: tar::EntryType, mode: u32, size: usize| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size as u64);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    };
+    for d in ["bin", "dev", "etc", "proc", "sys", "tmp", "home/app"] {
+        b.append_data(
+            &mut hdr(tar::EntryType::Directory, 0o755, 0),
+            d,
+            std::io::empty(),
+        )
+        .unwrap();
+    }
+    b.append_data(
+        &mut hdr(tar::EntryType::Regular, 0o755, exe.len()),
+        "bin/busybox",
+        &exe[..],
+    )
+    .unwrap();
+    b.append_link(
+        &mut hdr(tar::EntryType::Symlink, 0o777, 0),
+        "bin/sh",
+        "busybox",
+    )
+    .unwrap();
+    let passwd = b"root:x:0:0::/:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    b.append_data(
+        &mut hdr(tar::EntryType::Regular, 0o644, passwd.len()),
+        "etc/passwd",
+        &passwd[..],
+    )
+    .unwrap();
+    let group = b"root:x:0:\nstaff:x:50:\n";
+    b.append_data(
+        &mut hdr(tar::EntryType::Regular, 0o644, group.len()),
+        "etc/group",
+        &group[..],
+    )
+    .unwrap();
+    let layer = b.into_inner().unwrap();
+    let l = dir.join("bb");
+    let ld = blob(&l, "application/vnd.oci.image.layer.v1.tar", &layer);
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo \"hi $GREETING from $(pwd) as $(id -u):$(id -g)\""],
+                   "Env": ["GREETING=there"], "WorkingDir": "/home/app", "User": "app:staff", "StopSignal": "SIGQUIT"},
+        "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}});
+    let cd = blob(
+        &l,
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cd, "layers": [ld]});
+    let mut m = blob(
+        &l,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "example.com/bb:1"});
+    std::fs::write(
+        l.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [m]})).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(l.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    Some(l)
+}
+
+fn needs_root_and_busybox(test: &str, dir: &Path) -> Option<PathBuf> {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    if !is_root() {
+        assert!(!ci, "{test} needs root under CI");
+        eprintln!("skipping {test}: needs root");
+        return None;
+    }
+    let l = busybox_layout(dir);
+    if l.is_none() {
+        assert!(!ci, "{test} needs busybox-static under CI");
+        eprintln!("skipping {test}: needs busybox-static");
+    }
+    l
+}
+
+#[test]
+fn bundle_runs_under_runc_and_mini_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(src) = needs_root_and_busybox("bundle_runs_under_runc_and_mini_runtime", tmp.path())
+    else {
+        return;
+    };
+    let store = tmp.path().join("store");
+    ok(&store, &["image", "import", src.to_str().unwrap()]);
+    let bundle = tmp.path().join("bundle");
+    ok(
+        &store,
+        &[
+            "image",
+            "bundle",
+            "example.com/bb:1",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let p = &config["process"];
+    assert_eq!(p["args"][0], "/bin/sh");
+    assert_eq!(p["cwd"], "/home/app");
+    assert_eq!(
+        (p["user"]["uid"].as_u64(), p["user"]["gid"].as_u64()),
+        (Some(1000), Some(50))
+    );
+    assert!(
+        p["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=there")
+    );
+    assert_eq!(
+        config["annotations"]["org.opencontainers.image.stopSignal"],
+        "SIGQUIT"
+    );
+    assert_eq!(config["hostname"], "bb");
+    let want = "hi there from /home/app as 1000:50";
+    let id = format!("imgtest-{}", std::process::id());
+    let have_runc = Command::new("sh")
+        .args(["-c", "command -v runc"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if have_runc {
+        let o = Command::new("runc")
+            .args([
+                "--root",
+                tmp.path().join("runc").to_str().unwrap(),
+                "run",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                &id,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "runc: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), want);
+    } else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "runc missing under CI"
+        );
+    }
+    let o = Command::new(bin())
+        .args([
+            "--root",
+            tmp.path().join("state").to_str().unwrap(),
+            "run",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "mini-runtime run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), want);
+    fails(
+        &store,
+        &[
+            "image",
+            "bundle",
+            "example.com/bb:1",
+            bundle.to_str().unwrap(),
+        ],
+        "not empty",
+    );
+}
+
+#[test]
+fn demo_builds_imports_bundles_runs_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    if needs_root_and_busybox("demo_builds_imports_bundles_runs_and_cleans_up", tmp.path())
+        .is_none()
+    {
+        return;
+    }
+    let o = Command::new(bin())
+        .arg("demo")
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("Hello from container demo-image"), "{out}");
+    assert!(out.contains("exited with status 0"), "{out}");
+    assert!(out.lines().count() <= 24, "more than a screen: {out}");
+    // Everything it made is gone.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("mini-runtime-demo"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
