@@ -468,6 +468,13 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
             });
         }
         sys::close(fds.exec_root);
+        if plan.process.terminal && fds.console >= 0 {
+            let root = sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(at(Step::Console, 0))?;
+            let r = setup_console(root, fds.console, plan.process.console_size, false);
+            sys::close(root);
+            slave = r.map_err(at(Step::Console, 0))?;
+        }
     }
     if let Some(h) = &plan.hostname {
         // SAFETY: `h` is a valid buffer of the given length.
@@ -957,7 +964,7 @@ fn prepare_rootfs(r: &RootfsPlan, plan: &InitPlan, fds: ChildFds, slave: &mut Ra
         dev_symlinks(root).map_err(at(Step::DevSymlink, 0))?;
     }
     if plan.process.terminal && fds.console >= 0 {
-        *slave = setup_console(root, fds.console, plan.process.console_size)
+        *slave = setup_console(root, fds.console, plan.process.console_size, true)
             .map_err(at(Step::Console, 0))?;
     }
     let cwd = resolve(root, &r.cwd, Create::Dir).map_err(at(Step::Cwd, 0))?;
@@ -1138,7 +1145,13 @@ fn dev_symlinks(root: RawFd) -> Result<(), Errno> {
 
 /// Allocates the container's pty, sends the master to the console socket and binds
 /// the slave on /dev/console. Returns the slave fd.
-fn setup_console(root: RawFd, sock: RawFd, size: Option<(u16, u16)>) -> Result<RawFd, Errno> {
+/// With `bind_console` false (exec) the container's /dev/console is left alone.
+fn setup_console(
+    root: RawFd,
+    sock: RawFd,
+    size: Option<(u16, u16)>,
+    bind_console: bool,
+) -> Result<RawFd, Errno> {
     const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
     let master = sys::openat2(root, c"dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, IN_ROOT)?;
     let res = (|| {
@@ -1182,6 +1195,9 @@ fn setup_console(root: RawFd, sock: RawFd, size: Option<(u16, u16)>) -> Result<R
         name[..prefix.len()].copy_from_slice(prefix);
         let len = prefix.len() + sys::write_decimal(n as u64, &mut name[prefix.len()..31]);
         sys::send_fd(sock, master, name.get(..len).unwrap_or(&[]))?;
+        if !bind_console {
+            return Ok(slave);
+        }
         // /dev/console: must be a plain file or device we create, never a symlink.
         let dev = sys::openat2(root, c"dev", libc::O_PATH | libc::O_DIRECTORY, IN_ROOT)?;
         let made = match sys::openat(
