@@ -38,7 +38,7 @@ fn random_path(rng: &mut Rng, outside: &str) -> String {
         outside,
     ];
     let n = 1 + rng.next() % 4;
-    let mut p = if rng.next() % 4 == 0 {
+    let mut p = if rng.next().is_multiple_of(4) {
         "/".to_string()
     } else {
         String::new()
@@ -135,7 +135,7 @@ fn damaged_streams_are_errors_not_panics() {
                 let i = (rng.next() % data.len() as u64) as usize;
                 data[i] ^= 1 << (rng.next() % 8);
             }
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 data.truncate((rng.next() % data.len() as u64) as usize);
             }
             let tmp = tempfile::tempdir().unwrap();
