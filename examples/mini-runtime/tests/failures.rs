@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Bundle, Rt, root_or_skip, stderr, unique_id};
+use common::{Bundle, Rt, root_or_skip, stderr, stdout, unique_id};
 use serde_json::json;
 
 fn assert_refused(rt: &Rt, b: &Bundle, id: &str, needle: &str) {
@@ -181,4 +181,31 @@ fn duplicate_create_and_spawn_failures_clean_up() {
         json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "100"], "timeout": 1}]});
     b.save();
     assert_refused(&rt, &b, &unique_id("hookto"), "timed out");
+}
+
+/// A `create` that dies half-way leaves a `creating` state that `delete --force` cleans.
+#[test]
+fn crash_mid_create_is_cleaned_by_delete_force() {
+    if !root_or_skip("crash_mid_create_is_cleaned_by_delete_force") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    // The prestart hook's parent is the runtime: killing it simulates a crash mid-create.
+    b.config["hooks"] =
+        json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID"]}]});
+    b.save();
+    let id = unique_id("crash");
+    let out = rt.run(&["create", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert_eq!(
+        out.status.code(),
+        None,
+        "the runtime was killed by a signal"
+    );
+    assert_eq!(rt.state(&id)["status"], "creating");
+    let out = rt.run(&["list", "--format", "json"]);
+    assert!(stdout(&out).contains("creating"), "{}", stdout(&out));
+    let out = rt.run(&["delete", "--force", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!rt.root.path().join(&id).exists());
 }

@@ -104,16 +104,32 @@ fn sysctl_rlimits_umask_and_readonly_paths() {
     let mut b = Bundle::new(&[
         "sh",
         "-c",
-        "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; umask; echo 1 > /proc/sys/kernel/ctrl-alt-del 2>/dev/null && echo WRITABLE; stat -c %t,%T /proc/keys; touch /ro 2>/dev/null && echo RW; echo ok",
+        "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; umask; echo 1 > /proc/sys/kernel/ctrl-alt-del 2>/dev/null && echo WRITABLE; stat -c %t,%T /proc/keys; touch /ro 2>/dev/null && echo RW; cat /proc/self/oom_score_adj; grep -E 'CapBnd|NoNewPrivs' /proc/self/status; echo ok",
     ]);
     b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 256, "soft": 200}]);
     b.config["process"]["user"]["umask"] = json!(0o027);
     b.config["root"]["readonly"] = json!(true);
+    b.config["process"]["oomScoreAdj"] = json!(500);
+    b.config["process"]["noNewPrivileges"] = json!(true);
     b.save();
     let out = run_ok(&rt, &b, &[]);
     let lines: Vec<_> = out.lines().collect();
-    assert_eq!(lines, ["1", "200", "0027", "1,3", "ok"], "{out}");
+    // The default spec keeps CAP_AUDIT_WRITE, CAP_KILL and CAP_NET_BIND_SERVICE.
+    assert_eq!(
+        lines,
+        [
+            "1",
+            "200",
+            "0027",
+            "1,3",
+            "500",
+            "CapBnd:\t0000000020000420",
+            "NoNewPrivs:\t1",
+            "ok"
+        ],
+        "{out}"
+    );
 }
 
 #[test]

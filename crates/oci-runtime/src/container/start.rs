@@ -37,7 +37,10 @@ impl Runtime {
         s.started = true;
         l.save(&s)?;
         let mut warnings = Vec::new();
-        let info = self.info(&s);
+        // The payload may already have exited; poststart hooks still see the state of a started container.
+        let mut info = self.info(&s);
+        info.state.set_status(ContainerState::Running);
+        info.state.set_pid(Some(s.pid));
         let json = state_json(&info);
         for h in s.hooks.iter().flat_map(|h| h.poststart().iter().flatten()) {
             if let Err(e) = hooks::run("poststart", Some(&vec![h.clone()]), &json) {
