@@ -167,12 +167,13 @@ fn tempdir_in(root: &Path, id: &str) -> Result<PathBuf> {
     Ok(tmp)
 }
 
-/// Writes `bytes` to a temp file beside `path`, fsyncs and renames it over `path`.
+/// Writes `bytes` to a temp file beside `path` and renames it over `path`, so readers
+/// see the old or the new state, never a torn one. No fsync: the state root lives on
+/// a tmpfs (`/run`) and does not outlive a reboot anyway.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
     f.write_all(bytes).map_err(io_err("writing", &tmp))?;
-    f.sync_all().map_err(io_err("syncing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err("renaming", path))
 }
 

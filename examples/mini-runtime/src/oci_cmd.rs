@@ -362,7 +362,7 @@ fn state_value(info: &oci_runtime::ContainerInfo) -> serde_json::Value {
         "pid": s.pid().unwrap_or(0),
         "status": s.status().to_string(),
         "bundle": s.bundle(),
-        "rootfs": s.bundle().join("rootfs"),
+        "rootfs": info.rootfs,
         "created": info.created,
         "owner": info.owner,
     });

@@ -38,6 +38,8 @@ pub struct ContainerInfo {
     pub state: State,
     /// RFC 3339 creation time.
     pub created: String,
+    /// Absolute path of the root filesystem.
+    pub rootfs: PathBuf,
     /// The user that created the container.
     pub owner: String,
     /// Exit status of the init, when whoever waited for it recorded it.
@@ -94,6 +96,7 @@ impl Runtime {
         ContainerInfo {
             state,
             created: s.created.clone(),
+            rootfs: s.rootfs.clone(),
             owner: s.owner.clone(),
             exit_status: s.exit_status,
         }
