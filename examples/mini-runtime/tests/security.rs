@@ -274,3 +274,46 @@ fn mount_destination_symlink_stays_inside_root() {
         "target should have been created inside the rootfs"
     );
 }
+
+/// A mount destination under a dangling symlink is created at the link's target, inside the root.
+#[test]
+fn dangling_symlink_destination_created_inside_root() {
+    if !root_or_skip("dangling_symlink_destination_created_inside_root") {
+        return;
+    }
+    let rt = Rt::new();
+    let src = tempfile::tempdir().expect("tempdir");
+    std::fs::write(src.path().join("marker"), "m").expect("write");
+    let mut b = Bundle::new(&["ls", "/abs/data", "/rel/data"]);
+    let host_target = tempfile::tempdir().expect("tempdir");
+    std::fs::remove_dir(host_target.path()).expect("rmdir");
+    // Absolute: must land in the rootfs, not at the host path of the same name.
+    std::os::unix::fs::symlink(host_target.path(), b.rootfs().join("abs")).expect("symlink");
+    std::os::unix::fs::symlink("../made/here", b.rootfs().join("rel")).expect("symlink");
+    if let Some(m) = b.config["mounts"].as_array_mut() {
+        for d in ["/abs/data", "/rel/data"] {
+            m.push(json!({"destination": d, "type": "bind", "source": src.path(), "options": ["rbind"]}));
+        }
+    }
+    b.save();
+    let id = unique_id("dangling");
+    let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: Vec<_> = stdout(&out)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, ["/abs/data:", "marker", "/rel/data:", "marker"]);
+    assert!(!host_target.path().exists(), "created on the host");
+    let inside = b
+        .rootfs()
+        .join(
+            host_target
+                .path()
+                .strip_prefix("/")
+                .unwrap_or(host_target.path()),
+        )
+        .join("data");
+    assert!(inside.is_dir());
+    assert!(b.rootfs().join("made/here/data").is_dir());
+}
