@@ -357,3 +357,20 @@ fn layer_cannot_forge_overlay_xattrs() {
         rustix::fs::getxattr(tmp.path().join("d"), "trusted.overlay.opaque", &mut buf).is_err()
     );
 }
+
+#[test]
+fn failures_writing_small_files_name_the_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut l = Layer::new();
+    l.file("ok", b"fine");
+    // An xattr name longer than the kernel's 255-byte limit cannot be set.
+    let long = format!("SCHILY.xattr.user.{}", "x".repeat(300));
+    l.raw(Raw {
+        path: b"bad-xattr",
+        data: b"x",
+        pax: vec![(long.as_str(), &b"v"[..])],
+        ..Raw::default()
+    });
+    let err = apply_bytes(tmp.path(), &l.tar()).unwrap_err();
+    assert!(err.to_string().contains("bad-xattr"), "{err}");
+}

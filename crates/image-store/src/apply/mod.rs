@@ -9,6 +9,7 @@ mod compress;
 mod meta;
 pub(crate) mod rooted;
 mod whiteout;
+mod writer;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -114,26 +115,46 @@ pub(crate) fn apply_stream<R: Read>(
         path: root.to_path_buf(),
         source,
     })?;
-    let mut applier = Applier {
-        fs,
-        opts,
-        touched: PathSet::default(),
-        dirs: Vec::new(),
-        stats: ApplyStats::default(),
-        buf: vec![0; 256 * 1024],
-        stale: false,
-        umask: read_umask(),
-        euid: rustix::process::geteuid().as_raw(),
-        egid: rustix::process::getegid().as_raw(),
-    };
-    let mut archive = tar::Archive::new(stream);
-    let entries = archive.entries().map_err(read_err)?;
-    for entry in entries {
-        let entry = entry.map_err(read_err)?;
-        applier.entry(entry)?;
-    }
-    applier.finish_dirs()?;
-    Ok(applier.stats)
+    let failed = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(writer::QUEUE);
+        let worker = s.spawn(|| writer::run(rx, &failed));
+        let mut applier = Applier {
+            fs,
+            opts,
+            touched: PathSet::default(),
+            dirs: Vec::new(),
+            stats: ApplyStats::default(),
+            buf: vec![0; 256 * 1024],
+            stale: false,
+            umask: read_umask(),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            writer: Some(tx),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            failed: &failed,
+        };
+        let res = applier.entries(stream).and_then(|()| {
+            applier.flush().map_err(|source| Error::Entry {
+                entry: "(end of layer)".into(),
+                op: "hand files to the writer",
+                source,
+            })
+        });
+        // Every file's content and metadata is in place before directory
+        // times are set and before returning.
+        applier.writer = None;
+        worker
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        res?;
+        if let Some(e) = applier.take_failure() {
+            return Err(e);
+        }
+        applier.finish_dirs()?;
+        Ok(applier.stats)
+    })
 }
 
 fn read_err(source: io::Error) -> Error {
@@ -153,6 +174,13 @@ struct DirMeta {
 struct Applier<'o> {
     fs: Rooted,
     opts: &'o ApplyOptions,
+    /// Small files' contents go to the writer thread.
+    writer: Option<std::sync::mpsc::SyncSender<Vec<writer::Job>>>,
+    /// The batch being filled for the writer, and its data size.
+    batch: Vec<writer::Job>,
+    batch_bytes: usize,
+    /// The writer thread's first failure.
+    failed: &'o std::sync::Mutex<Option<Error>>,
     /// Paths this layer wrote (and their ancestors): what an opaque marker
     /// keeps, whatever the entry order.
     touched: PathSet,
@@ -202,6 +230,38 @@ fn split(rel: &Path) -> (&Path, &OsStr) {
 }
 
 impl Applier<'_> {
+    fn entries<R: Read>(&mut self, stream: R) -> Result<()> {
+        let mut archive = tar::Archive::new(stream);
+        let entries = archive.entries().map_err(read_err)?;
+        for entry in entries {
+            let entry = entry.map_err(read_err)?;
+            self.entry(entry)?;
+            if let Some(e) = self.take_failure() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the pending batch to the writer thread.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
+        match &self.writer {
+            Some(tx) => tx
+                .send(batch)
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "file writer stopped")),
+            None => Ok(()),
+        }
+    }
+
+    fn take_failure(&self) -> Option<Error> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
         self.stats.entries += 1;
         let kind = entry.header().entry_type();
@@ -262,9 +322,12 @@ impl Applier<'_> {
             self.touch(&rel);
         }
         let res = match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => self
-                .file(&mut entry, parent_rel, name, &meta)
-                .map_err(wrap("write file")),
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                // A sparse entry's header size is not its file size.
+                let inline = (kind != EntryType::GNUSparse).then(|| entry.size());
+                self.file(&mut entry, parent_rel, name, meta, display.clone(), inline)
+                    .map_err(wrap("write file"))
+            }
             EntryType::Directory => self
                 .dir(&rel, display.clone(), meta)
                 .map_err(wrap("make directory")),
@@ -361,7 +424,9 @@ impl Applier<'_> {
         entry: &mut R,
         parent_rel: &Path,
         name: &OsStr,
-        meta: &Meta,
+        meta: Meta,
+        display: String,
+        size: Option<u64>,
     ) -> io::Result<()> {
         let (parent, plain) = self.fs.dir_plain(parent_rel, true)?.ok_or(Errno::NOENT)?;
         let want = meta.mode().as_raw_mode();
@@ -382,6 +447,28 @@ impl Applier<'_> {
             Err(e) => return Err(e.into()),
         };
         let mut file = File::from(fd);
+        let chown = self.opts.same_owner && !skip_chown;
+        if let Some(size) = size
+            && size <= writer::INLINE_MAX
+            && self.writer.is_some()
+        {
+            let mut data = Vec::with_capacity(size as usize);
+            entry.take(size).read_to_end(&mut data)?;
+            self.stats.bytes += data.len() as u64;
+            self.batch_bytes += data.len();
+            self.batch.push(writer::Job {
+                file,
+                data,
+                meta,
+                chown,
+                chmod: !exact_mode,
+                entry: display,
+            });
+            if self.batch.len() >= writer::BATCH_FILES || self.batch_bytes >= writer::BATCH_BYTES {
+                self.flush()?;
+            }
+            return Ok(());
+        }
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => break,
@@ -392,16 +479,7 @@ impl Applier<'_> {
             file.write_all(&self.buf[..n])?;
             self.stats.bytes += n as u64;
         }
-        if self.opts.same_owner && !skip_chown {
-            rustix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
-        }
-        // After chown, which clears setuid/setgid.
-        if !exact_mode {
-            rustix::fs::fchmod(&file, meta.mode())?;
-        }
-        meta.set_xattrs(file.as_fd())?;
-        rustix::fs::futimens(&file, &meta.times())?;
-        Ok(())
+        writer::finish_file(&file, &meta, chown, !exact_mode)
     }
 
     fn dir(&mut self, rel: &Path, display: String, meta: Meta) -> io::Result<()> {
