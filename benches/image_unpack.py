@@ -8,7 +8,10 @@ The image is built from directories of this machine: 4 gzip layers, about
 480 MB and 40,000 entries, the top layer with whiteouts and an opaque dir.
 
     cargo build --release -p mini-runtime
-    python3 benches/image_unpack.py [--runs 3] [--work /var/tmp/unpack-bench]
+    python3 benches/image_unpack.py [--runs 3] [--fs tmpfs,disk] [--work DIR]
+
+The first run builds the layers under --work (default
+/var/tmp/mini-runtime-unpack-bench) and keeps them for later runs.
 """
 
 import argparse
@@ -201,6 +204,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", default="/var/tmp/mini-runtime-unpack-bench")
     ap.add_argument("--tmpfs", default="/dev/shm")
+    ap.add_argument("--fs", default="tmpfs,disk", help="where to unpack: tmpfs, disk or both")
     args = ap.parse_args()
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release -p mini-runtime")
@@ -216,10 +220,13 @@ def main():
         layout = build_layout(args.work, tars, comp)
         comp_size = sum(os.path.getsize(b) for b in layer_blobs(layout))
         print(f"{comp} layers: {comp_size / 1e6:.0f} MB")
-        with tempfile.TemporaryDirectory(dir=args.tmpfs) as t:
-            bench_fs("tmpfs", t, layout, comp, args.runs, results)
-        with tempfile.TemporaryDirectory(dir=args.work) as t:
-            bench_fs("disk", t, layout, comp, args.runs, results)
+        where = args.fs.split(",")
+        if "tmpfs" in where:
+            with tempfile.TemporaryDirectory(dir=args.tmpfs) as t:
+                bench_fs("tmpfs", t, layout, comp, args.runs, results)
+        if "disk" in where:
+            with tempfile.TemporaryDirectory(dir=args.work) as t:
+                bench_fs("disk", t, layout, comp, args.runs, results)
     print()
     print(f"{'what':<60} {'wall s':>8} {'peak RSS MB':>12}")
     for what, w, r in results:
