@@ -98,10 +98,13 @@ pub(crate) enum Step {
     HookTimeout,
     Exec,
     Chroot,
+    IoPriority,
+    Scheduler,
+    Apparmor,
 }
 
 impl Step {
-    pub(crate) const ALL: [Step; 45] = [
+    pub(crate) const ALL: [Step; 48] = [
         Step::Signals,
         Step::CloseFds,
         Step::Setns,
@@ -147,6 +150,9 @@ impl Step {
         Step::HookTimeout,
         Step::Exec,
         Step::Chroot,
+        Step::IoPriority,
+        Step::Scheduler,
+        Step::Apparmor,
     ];
 
     pub(crate) fn from_u32(v: u32) -> Option<Step> {
@@ -428,6 +434,9 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         }
         sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0)
             .map_err(at(Step::Signals, 1))?;
+        // Say nothing until the parent has our pid: a message of ours overtaking the
+        // intermediate's MSG_PID would be taken as coming from the wrong process.
+        wait_parent(a)?;
     }
     // SAFETY: setsid has no arguments; a new session detaches from the caller's terminal.
     if unsafe { libc::setsid() } == -1 {
@@ -438,7 +447,9 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         });
     }
 
-    let need_proc = !plan.sysctl.is_empty() || plan.process.oom_score_adj.is_some();
+    let need_proc = !plan.sysctl.is_empty()
+        || plan.process.oom_score_adj.is_some()
+        || plan.process.apparmor.is_some();
     let procfd = if need_proc {
         private_procfs().map_err(at(Step::Procfs, 0))?
     } else {
@@ -502,6 +513,16 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
     if let Some(v) = &plan.process.oom_score_adj {
         write_proc(procfd, c"self/oom_score_adj", v.as_bytes())
             .map_err(at(Step::OomScoreAdj, 0))?;
+    }
+    if let Some(profile) = &plan.process.apparmor {
+        // Applied by the kernel at the payload's execve.
+        write_proc(
+            procfd,
+            c"thread-self/attr/apparmor/exec",
+            profile.as_bytes(),
+        )
+        .or_else(|_| write_proc(procfd, c"thread-self/attr/exec", profile.as_bytes()))
+        .map_err(at(Step::Apparmor, 0))?;
     }
     sys::close(procfd);
 
@@ -1441,6 +1462,48 @@ fn setup_process(plan: &InitPlan, slave: RawFd) -> R<()> {
             return Err(Fail {
                 step: Step::Rlimit,
                 index: i as u32,
+                errno: sys::errno(),
+            });
+        }
+    }
+    if let Some(io) = p.io_priority {
+        // SAFETY: integer-only syscall: IOPRIO_WHO_PROCESS (1), this process (0).
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, io) } == -1 {
+            return Err(Fail {
+                step: Step::IoPriority,
+                index: 0,
+                errno: sys::errno(),
+            });
+        }
+    }
+    if let Some(s) = p.scheduler {
+        #[repr(C)]
+        struct SchedAttr {
+            size: u32,
+            policy: u32,
+            flags: u64,
+            nice: i32,
+            priority: u32,
+            runtime: u64,
+            deadline: u64,
+            period: u64,
+        }
+        let attr = SchedAttr {
+            size: size_of::<SchedAttr>() as u32,
+            policy: s.policy,
+            flags: s.flags,
+            nice: s.nice,
+            priority: s.priority,
+            runtime: s.runtime,
+            deadline: s.deadline,
+            period: s.period,
+        };
+        // SAFETY: `attr` is a sched_attr of the size it declares, alive for the call.
+        if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } == -1
+        {
+            return Err(Fail {
+                step: Step::Scheduler,
+                index: 0,
                 errno: sys::errno(),
             });
         }

@@ -336,10 +336,10 @@ pub fn validate_process(p: &oci_spec::runtime::Process, field: &str) -> Result<(
     if p.command_line().is_some() {
         return Err(invalid(format!("{field}.commandLine"), "only for Windows"));
     }
-    if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty()) {
+    if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty()) && !apparmor_enabled() {
         return Err(invalid(
             format!("{field}.apparmorProfile"),
-            "AppArmor is not supported",
+            "AppArmor is not enabled on this host",
         ));
     }
     if p.selinux_label().as_ref().is_some_and(|a| !a.is_empty()) {
@@ -351,11 +351,21 @@ pub fn validate_process(p: &oci_spec::runtime::Process, field: &str) -> Result<(
     if p.exec_cpu_affinity().is_some() {
         return Err(invalid(format!("{field}.execCPUAffinity"), "not supported"));
     }
-    if p.scheduler().is_some() {
-        return Err(invalid(format!("{field}.scheduler"), "not supported"));
+    if let Some(io) = p.io_priority()
+        && !(0..=7).contains(&io.priority())
+    {
+        return Err(invalid(
+            format!("{field}.ioPriority.priority"),
+            "must be 0..=7",
+        ));
     }
-    if p.io_priority().is_some() {
-        return Err(invalid(format!("{field}.ioPriority"), "not supported"));
+    if let Some(s) = p.scheduler()
+        && s.nice().is_some_and(|n| !(-20..=19).contains(&n))
+    {
+        return Err(invalid(
+            format!("{field}.scheduler.nice"),
+            "must be -20..=19",
+        ));
     }
     let mut seen = Vec::new();
     for (i, r) in p.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -397,6 +407,12 @@ pub fn validate_process(p: &oci_spec::runtime::Process, field: &str) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Whether the running kernel has AppArmor enabled.
+pub(crate) fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
 }
 
 /// Checks that `path` is a namespace file of the wanted type (nsfs + `NS_GET_NSTYPE`).

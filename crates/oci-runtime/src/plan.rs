@@ -182,6 +182,56 @@ pub(crate) struct ProcessPlan {
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
     pub personality: Option<libc::c_ulong>,
+    /// `ioprio_set` value: class << 13 | priority.
+    pub io_priority: Option<libc::c_int>,
+    pub scheduler: Option<SchedPlan>,
+    /// `exec <profile>` for the AppArmor exec attribute.
+    pub apparmor: Option<CString>,
+}
+
+/// `sched_setattr` arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SchedPlan {
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+fn sched_plan(s: &oci_spec::runtime::Scheduler) -> SchedPlan {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let flags = s.flags().iter().flatten().fold(0u64, |acc, f| {
+        acc | match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        }
+    });
+    SchedPlan {
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0).max(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    }
 }
 
 /// A hook run by the container's init (createContainer, startContainer).
@@ -525,6 +575,22 @@ pub(crate) fn process_plan(p: &Process, last_cap: u32, field: &str) -> Result<Pr
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16)),
         personality: None,
+        io_priority: p.io_priority().as_ref().map(|io| {
+            use oci_spec::runtime::IOPriorityClass as C;
+            let class = match io.class() {
+                C::IoprioClassRt => 1,
+                C::IoprioClassBe => 2,
+                C::IoprioClassIdle => 3,
+            };
+            (class << 13) | io.priority() as libc::c_int
+        }),
+        scheduler: p.scheduler().as_ref().map(sched_plan),
+        apparmor: p
+            .apparmor_profile()
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(|a| cstring(&format!("exec {a}"), &format!("{field}.apparmorProfile")))
+            .transpose()?,
     })
 }
 

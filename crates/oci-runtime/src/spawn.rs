@@ -187,6 +187,9 @@ pub(crate) fn spawn(
                 unsafe { libc::waitpid(stage_pid, &mut st, 0) };
                 init_pid = msg.value;
                 reaper.pids = vec![init_pid];
+                to_child
+                    .write_all(&[0])
+                    .map_err(io_err("signalling", "init"))?;
             }
             child::MSG_HOOKS => match on_hooks(init_pid) {
                 Ok(state) => {
@@ -369,6 +372,15 @@ fn describe(plan: &InitPlan, msg: Msg) -> Error {
                 .map(|a| a.to_string_lossy().into_owned()),
         ),
         Some(Step::Chroot) => ("entering the container root", None),
+        Some(Step::IoPriority) => ("ioprio_set", None),
+        Some(Step::Scheduler) => ("sched_setattr", None),
+        Some(Step::Apparmor) => (
+            "applying AppArmor profile",
+            plan.process
+                .apparmor
+                .as_ref()
+                .map(|a| a.to_string_lossy().into_owned()),
+        ),
         None => ("unknown step", Some(msg.step.to_string())),
     };
     Error::Init {

@@ -24,7 +24,7 @@ fn root_or_skip(name: &str) -> bool {
 }
 
 /// A busybox bundle running `args`, with the default spec minus cgroups and seccomp.
-fn bundle(dir: &Path, args: &[&str]) -> PathBuf {
+fn bundle(dir: &Path, args: &[&str], time_ns: bool) -> PathBuf {
     let bin = dir.join("rootfs/bin");
     std::fs::create_dir_all(&bin).expect("mkdir");
     std::fs::copy("/bin/busybox", bin.join("busybox"))
@@ -40,6 +40,12 @@ fn bundle(dir: &Path, args: &[&str]) -> PathBuf {
     spec["linux"]["resources"] = serde_json::Value::Null;
     if let Some(o) = spec["linux"].as_object_mut() {
         o.remove("resources");
+    }
+    if time_ns {
+        // A new time namespace takes the two-stage spawn (unshare, then fork into it).
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+            ns.push(serde_json::json!({"type": "time"}));
+        }
     }
     std::fs::write(dir.join("config.json"), spec.to_string()).expect("write config");
     dir.to_path_buf()
@@ -60,7 +66,8 @@ fn fifty_containers_concurrently_from_tokio() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let bundle = bundle(&tmp.path().join("bundle"), &["true"]);
+    let one_stage = bundle(&tmp.path().join("bundle"), &["true"], false);
+    let two_stage = bundle(&tmp.path().join("bundle2"), &["true"], true);
     let state = tmp.path().join("state");
     let rt = Runtime::new(&state);
 
@@ -91,7 +98,11 @@ fn fifty_containers_concurrently_from_tokio() {
         let mut handles = Vec::new();
         for i in 0..50 {
             let rt = rt.clone();
-            let bundle = bundle.clone();
+            let bundle = if i % 2 == 0 {
+                one_stage.clone()
+            } else {
+                two_stage.clone()
+            };
             handles.push(tokio::spawn(async move {
                 tokio::task::spawn_blocking(move || -> oci_runtime::Result<i32> {
                     let id = format!("conc-{}-{i}", std::process::id());

@@ -224,3 +224,49 @@ fn all_hooks_run_with_state_on_stdin() {
     assert_eq!(s["id"], id.as_str());
     assert!(s["pid"].as_i64().unwrap_or(0) > 0);
 }
+
+#[test]
+fn io_priority_scheduler_and_personality() {
+    if !root_or_skip("io_priority_scheduler_and_personality") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "ionice; grep -E '^policy' /proc/self/sched | tr -d ' '; cut -d' ' -f19 /proc/self/stat; uname -m",
+    ]);
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.save();
+    let out = run_ok(&rt, &b, &[]);
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(lines, ["idle", "policy:3", "5", "i686"], "{out}");
+}
+
+#[test]
+fn apparmor_profile_needs_apparmor() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["cat", "/proc/self/attr/current"]);
+    b.config["process"]["apparmorProfile"] = json!("unconfined");
+    b.save();
+    let id = unique_id("aa");
+    let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    if enabled {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(stdout(&out).trim(), "unconfined");
+        }
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("process.apparmorProfile"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
