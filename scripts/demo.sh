@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-cargo run --quiet --release --locked -p cri-api --example cri_roundtrip
+cargo run --quiet --release --locked -p mini-runtime -- demo
