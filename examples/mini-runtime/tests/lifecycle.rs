@@ -372,3 +372,61 @@ fn features_and_spec() {
     let out = rt.cmd().arg("--version").output().expect("run");
     assert!(stdout(&out).contains("mini-runtime"));
 }
+
+#[test]
+fn run_forwards_signals_to_the_container() {
+    if !root_or_skip("run_forwards_signals_to_the_container") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 9' TERM; echo up > /tmp/ready; while true; do sleep 1; done",
+    ]);
+    let id = unique_id("sig");
+    rt.track(&id);
+    let mut child = rt
+        .cmd()
+        .args(["run", "-b", b.path().to_str().unwrap_or_default(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn run");
+    let ready = b.rootfs().join("tmp/ready");
+    for _ in 0..2000 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(ready.exists(), "container never came up");
+    // SAFETY: signalling the runtime process this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(9),
+        "SIGTERM reached the container's trap"
+    );
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+#[test]
+fn debug_log_in_text_format() {
+    let rt = Rt::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log.txt");
+    let out = rt
+        .cmd()
+        .arg("--debug")
+        .arg("--log")
+        .arg(&log)
+        .args(["list"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("level=debug msg="), "{text}");
+    assert!(text.starts_with("time=\""), "{text}");
+}
