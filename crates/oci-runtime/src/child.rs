@@ -345,8 +345,6 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         }
     }
     close_other_fds_keep(&mut keep[..n], fds.keep_below).map_err(at(Step::CloseFds, 0))?;
-    // Hide /proc/<pid>/exe (the runtime binary) from the container until exec (CVE-2019-5736).
-    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).map_err(at(Step::Signals, 2))?;
     // SAFETY: umask only sets this process's file-creation mask.
     unsafe { libc::umask(0) };
 
@@ -387,6 +385,11 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
             });
         }
     }
+    // Hide /proc/<pid>/exe (the runtime binary) from the container until exec
+    // (CVE-2019-5736). Not earlier: an unprivileged parent writing our id maps needs
+    // us dumpable. Nothing of the container can see us yet: a new pid namespace has
+    // only us, and a joined one gets only our child, forked below.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).map_err(at(Step::Signals, 2))?;
     if let Some(offsets) = &plan.time_offsets {
         let fd = sys::openat(
             libc::AT_FDCWD,

@@ -459,3 +459,44 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod mutation_tests {
+    use super::*;
+
+    /// Deterministic byte-level mutations of a valid config: parsing and validation
+    /// must return errors, never panic, whatever the bytes.
+    #[test]
+    fn mutated_configs_never_panic() {
+        let spec = oci_spec::runtime::Spec::default();
+        let base = serde_json::to_vec(&spec).unwrap_or_default();
+        assert!(!base.is_empty());
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let _ = std::fs::create_dir(dir.join("rootfs"));
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"{}[]\":,0123456789-.eE/\\ntrufalsenull \x00\xff";
+        for _ in 0..3000 {
+            let mut bytes = base.clone();
+            for _ in 0..(next() % 8 + 1) {
+                let pos = (next() as usize) % bytes.len();
+                match next() % 3 {
+                    0 => bytes[pos] = alphabet[(next() as usize) % alphabet.len()],
+                    1 => {
+                        bytes.remove(pos);
+                    }
+                    _ => bytes.insert(pos, alphabet[(next() as usize) % alphabet.len()]),
+                }
+            }
+            if let Ok(spec) = parse_spec(&bytes, Path::new("config.json")) {
+                let _ = validate(&spec, &dir);
+            }
+        }
+    }
+}

@@ -65,6 +65,13 @@ impl Drop for Reaper {
 }
 
 fn write_maps(pid: i32, plan: &InitPlan) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Rootless: an unprivileged writer may map only itself, and only after
+        // giving up setgroups in the new namespace.
+        let path = format!("/proc/{pid}/setgroups");
+        std::fs::write(&path, b"deny").map_err(io_err("writing", path))?;
+    }
     for (file, map) in [("gid_map", &plan.gid_map), ("uid_map", &plan.uid_map)] {
         let path = format!("/proc/{pid}/{file}");
         std::fs::write(&path, map.as_bytes()).map_err(io_err("writing", path))?;

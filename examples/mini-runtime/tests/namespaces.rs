@@ -270,3 +270,52 @@ fn apparmor_profile_needs_apparmor() {
         );
     }
 }
+
+/// `spec --rootless` and `run` by an unprivileged user: a single-id user namespace.
+#[test]
+fn rootless_run_as_unprivileged_user() {
+    if !root_or_skip("rootless_run_as_unprivileged_user") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let b = Bundle::new(&["true"]);
+    let state = tempfile::tempdir().expect("tempdir");
+    std::fs::remove_file(b.path().join("config.json")).expect("rm config");
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(b.path())
+        .arg(state.path())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new(common::bin_path())
+            .arg("--root")
+            .arg(state.path())
+            .args(args)
+            .current_dir(b.path())
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("run as nobody")
+    };
+    let out = as_nobody(&["spec", "--rootless"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = b.path().join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_default()).unwrap_or_default();
+    assert_eq!(c["linux"]["uidMappings"][0]["hostID"], NOBODY);
+    c["process"]["terminal"] = json!(false);
+    c["process"]["args"] = json!(["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    std::fs::write(&path, c.to_string()).expect("write config");
+    let id = unique_id("rootless");
+    let out = as_nobody(&["run", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines, [vec!["0"], vec!["0", "65534", "1"]], "{text}");
+}
