@@ -484,3 +484,100 @@ fn demo_builds_imports_bundles_runs_and_cleans_up() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Wraps a layout dir into an oci-archive tarball.
+fn archive_of(layout: &Path) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all(".", layout).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn concurrent_import_processes_share_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let src = layout(tmp.path());
+    let tarball = tmp.path().join("hello.tar");
+    std::fs::write(&tarball, archive_of(&src)).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let path = if i % 2 == 0 { &src } else { &tarball };
+            Command::new(bin())
+                .arg("--store")
+                .arg(&store)
+                .args(["image", "import", "--name", &format!("x.io/c:{i}")])
+                .arg(path)
+                .output_spawn()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let out = ok(&store, &["image", "ls"]);
+    for i in 0..4 {
+        assert!(out.contains(&format!("x.io/c:{i}")), "{out}");
+    }
+}
+
+trait SpawnPiped {
+    fn output_spawn(&mut self) -> std::process::Child;
+}
+
+impl SpawnPiped for Command {
+    fn output_spawn(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+#[test]
+fn killed_import_leaves_nothing_visible_and_its_temp_files_go() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    ok(&store, &["image", "ls"]);
+    let src = layout(tmp.path());
+    // A large blob makes up most of the archive, so its middle is inside
+    // that blob's data: the importer is then writing a temp file.
+    let big: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    blob(&src, "application/octet-stream", &big);
+    let data = archive_of(&src);
+    // A FIFO as the archive: the import reads what we write, no more, and
+    // is killed in the middle of it.
+    let fifo = tmp.path().join("archive.fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let mut child = Command::new(bin())
+        .arg("--store")
+        .arg(&store)
+        .args(["image", "import"])
+        .arg(&fifo)
+        .output_spawn();
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    w.write_all(&data[..data.len() / 2]).unwrap();
+    w.flush().unwrap();
+    // Wait until the importer has started a blob in the store's temp dir.
+    let tmpdir = store.join(".store/tmp");
+    let mut polls = 0;
+    while std::fs::read_dir(&tmpdir).unwrap().next().is_none()
+        && child.try_wait().unwrap().is_none()
+    {
+        polls += 1;
+        assert!(polls < 6000, "the importer never started a temp file");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(w);
+    let out = ok(&store, &["image", "ls"]);
+    assert_eq!(out.lines().count(), 1, "an image became visible: {out}");
+    assert!(
+        std::fs::read_dir(&tmpdir).unwrap().next().is_none(),
+        "temp files left after the next open"
+    );
+}
