@@ -221,7 +221,12 @@ impl Store {
 
     /// Writes `data` to `path` atomically: temp file, fsync, rename, fsync
     /// of the directory.
+    ///
+    /// Holds the shared store lock meanwhile, so another process opening
+    /// the store does not take the temp file for a stale one. Never called
+    /// under the exclusive lock (gc), which would wait for itself.
     pub(crate) fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let _g = self.lock_shared()?;
         let tmp = self.temp_path("write");
         let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
         f.write_all(data).map_err(io_err("write", &tmp))?;
