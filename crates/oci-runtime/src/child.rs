@@ -101,10 +101,11 @@ pub(crate) enum Step {
     IoPriority,
     Scheduler,
     Apparmor,
+    Keyring,
 }
 
 impl Step {
-    pub(crate) const ALL: [Step; 48] = [
+    pub(crate) const ALL: [Step; 49] = [
         Step::Signals,
         Step::CloseFds,
         Step::Setns,
@@ -153,6 +154,7 @@ impl Step {
         Step::IoPriority,
         Step::Scheduler,
         Step::Apparmor,
+        Step::Keyring,
     ];
 
     pub(crate) fn from_u32(v: u32) -> Option<Step> {
@@ -269,6 +271,9 @@ fn reset_signals() -> Result<(), Errno> {
         libc::SIGTERM,
         libc::SIGHUP,
         libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
     ] {
         // SAFETY: `dfl` is a kernel sigaction struct alive for the call; the old pointer may be null.
         let r = unsafe {
@@ -440,6 +445,19 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         // Say nothing until the parent has our pid: a message of ours overtaking the
         // intermediate's MSG_PID would be taken as coming from the wrong process.
         wait_parent(a)?;
+    }
+    if let Some(name) = &plan.session_keyring {
+        // KEYCTL_JOIN_SESSION_KEYRING (1): a fresh keyring, not the host's.
+        // SAFETY: `name` is NUL-terminated and lives in the plan.
+        let r = unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
+        // Kernels without keys (ENOSYS) have nothing to share either.
+        if r == -1 && sys::errno() != libc::ENOSYS {
+            return Err(Fail {
+                step: Step::Keyring,
+                index: 0,
+                errno: sys::errno(),
+            });
+        }
     }
     // SAFETY: setsid has no arguments; a new session detaches from the caller's terminal.
     if unsafe { libc::setsid() } == -1 {

@@ -278,6 +278,8 @@ pub(crate) struct InitPlan {
     pub start_container_hooks: Vec<HookPlan>,
     /// Highest capability number the kernel knows.
     pub last_cap: u32,
+    /// Name of a new session keyring to join, so containers do not share the caller's.
+    pub session_keyring: Option<CString>,
 }
 
 /// Options of the host that shape the plan.
@@ -285,6 +287,8 @@ pub(crate) struct InitPlan {
 pub(crate) struct PlanOptions {
     /// Use `MS_MOVE` + `chroot` instead of `pivot_root` (for ramfs roots).
     pub no_pivot: bool,
+    /// Name of the session keyring to create and join (`None`: keep the caller's).
+    pub session_keyring: Option<String>,
 }
 
 pub(crate) fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -943,6 +947,11 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
             "hooks.startContainer",
         )?,
         last_cap,
+        session_keyring: opts
+            .session_keyring
+            .as_deref()
+            .map(|k| cstring(k, "id"))
+            .transpose()?,
     })
 }
 

@@ -380,6 +380,7 @@ fn describe(plan: &InitPlan, msg: Msg) -> Error {
         ),
         Some(Step::Chroot) => ("entering the container root", None),
         Some(Step::IoPriority) => ("ioprio_set", None),
+        Some(Step::Keyring) => ("joining a new session keyring", None),
         Some(Step::Scheduler) => ("sched_setattr", None),
         Some(Step::Apparmor) => (
             "applying AppArmor profile",

@@ -113,7 +113,7 @@ pub(crate) struct CreateArgs {
     /// Use MS_MOVE + chroot instead of pivot_root.
     #[arg(long)]
     no_pivot: bool,
-    /// Do not create a session keyring (this runtime never does).
+    /// Keep the caller's session keyring instead of a new one per container.
     #[arg(long)]
     no_new_keyring: bool,
     /// Pass this many fds after stdio to the container.
@@ -308,6 +308,7 @@ fn create_opts(a: &CreateArgs) -> CreateOptions {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
     }
 }
@@ -374,12 +375,16 @@ fn state_value(info: &oci_runtime::ContainerInfo) -> serde_json::Value {
 
 fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
     let id = a.create.id.clone();
+    if !a.detach {
+        // Before start: a signal that arrives while the container starts is held, not lost.
+        install_forwarding();
+    }
     let (pid, warnings) = rt.run(&id, &a.create.bundle, &create_opts(&a.create))?;
     warn_all(log, warnings);
     if a.detach {
         return Ok(0);
     }
-    forward_signals(pid);
+    forward_to(pid);
     let code = rt.wait(&id)?;
     if !a.keep {
         warn_all(log, rt.delete(&id, true)?);
@@ -470,11 +475,14 @@ fn exec_cmd(rt: &Runtime, a: ExecArgs) -> Result<i32, CliError> {
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
     };
+    if !a.detach {
+        install_forwarding();
+    }
     let pid = rt.exec(&a.id, &p, &opts)?;
     if a.detach {
         return Ok(0);
     }
-    forward_signals(pid);
+    forward_to(pid);
     Ok(oci_runtime::wait_pid(pid)?)
 }
 
@@ -660,17 +668,32 @@ fn spec_cmd(bundle: &Path, rootless: bool) -> Result<(), CliError> {
 
 static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
+/// A signal that arrived before the container's pid was known.
+static PENDING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 extern "C" fn forward(sig: libc::c_int) {
-    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe; `pid` is the container process we wait for.
+        unsafe { libc::kill(pid, sig) };
+    } else {
+        PENDING.store(sig, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Starts forwarding to `pid`, delivering a signal that arrived before it was known.
+fn forward_to(pid: i32) {
+    FORWARD_TO.store(pid, std::sync::atomic::Ordering::SeqCst);
+    let sig = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
+    if sig != 0 {
+        // SAFETY: signalling the container process we wait for.
         unsafe { libc::kill(pid, sig) };
     }
 }
 
-/// Forwards the usual terminal and job-control signals to `pid` while we wait for it.
-fn forward_signals(pid: i32) {
-    FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
+/// Installs handlers that forward the usual terminal and job-control signals to the
+/// container process once [`forward_to`] names it.
+fn install_forwarding() {
     for sig in [
         libc::SIGINT,
         libc::SIGTERM,

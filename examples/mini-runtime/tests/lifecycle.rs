@@ -430,3 +430,36 @@ fn debug_log_in_text_format() {
     assert!(text.contains("level=debug msg="), "{text}");
     assert!(text.starts_with("time=\""), "{text}");
 }
+
+#[test]
+fn each_container_gets_its_own_session_keyring() {
+    if !root_or_skip("each_container_gets_its_own_session_keyring") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let with = unique_id("keyring");
+    let without = unique_id("nokeyring");
+    assert!(
+        rt.run(&["create", "-b", b.path().to_str().unwrap_or_default(), &with])
+            .status
+            .success()
+    );
+    let out = rt.run(&[
+        "create",
+        "--no-new-keyring",
+        "-b",
+        b.path().to_str().unwrap_or_default(),
+        &without,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // /proc/keys lists keyrings by description: the new one is named after the container.
+    let keys = std::fs::read_to_string("/proc/keys").unwrap_or_default();
+    assert!(
+        keys.lines().any(|l| l.ends_with(&format!("{with}: empty"))),
+        "{keys}"
+    );
+    assert!(!keys.contains(&without), "{keys}");
+    assert!(rt.run(&["delete", &with]).status.success());
+    assert!(rt.run(&["delete", &without]).status.success());
+}

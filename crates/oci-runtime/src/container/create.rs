@@ -25,6 +25,8 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Use `MS_MOVE` + `chroot` instead of `pivot_root`.
     pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of joining a new one named after the id.
+    pub no_new_keyring: bool,
     /// Pass fds 3..3+N of the caller to the container process.
     pub preserve_fds: u32,
 }
@@ -42,6 +44,7 @@ impl Runtime {
             &bundle,
             &PlanOptions {
                 no_pivot: opts.no_pivot,
+                session_keyring: (!opts.no_new_keyring).then(|| id.to_string()),
             },
             &self.proc_root,
         )?;

@@ -113,6 +113,7 @@ impl Runtime {
             create_container_hooks: Vec::new(),
             start_container_hooks: Vec::new(),
             last_cap,
+            session_keyring: None,
         };
         let io = SpawnIo {
             fifo: None,
