@@ -56,7 +56,6 @@ fn response(n: usize) -> ListContainersResponse {
                 ),
             ]),
             image_id: format!("sha256:{:064x}", i % 50),
-            ..Default::default()
         })
         .collect();
     ListContainersResponse { containers }
