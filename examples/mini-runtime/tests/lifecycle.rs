@@ -463,3 +463,50 @@ fn each_container_gets_its_own_session_keyring() {
     assert!(rt.run(&["delete", &with]).status.success());
     assert!(rt.run(&["delete", &without]).status.success());
 }
+
+#[test]
+fn preserve_fds_passes_caller_fds() {
+    if !root_or_skip("preserve_fds_passes_caller_fds") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("fds");
+    assert!(
+        rt.run(&[
+            "run",
+            "-d",
+            "-b",
+            b.path().to_str().unwrap_or_default(),
+            &id
+        ])
+        .status
+        .success()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("passed");
+    std::fs::write(&file, "through fd 3\n").expect("write");
+    let f = std::fs::File::open(&file).expect("open");
+    let raw = f.as_raw_fd();
+    let mut cmd = rt.cmd();
+    cmd.args(["exec", "--preserve-fds", "1", &id, "cat", "/proc/self/fd/3"]);
+    // SAFETY: place_at_fd3 only calls async-signal-safe dup2/fcntl between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || common::place_at_fd3(raw));
+    }
+    let out = cmd.output().expect("exec");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "through fd 3\n");
+    // Without --preserve-fds the same fd does not reach the process.
+    let mut cmd = rt.cmd();
+    cmd.args(["exec", &id, "cat", "/proc/self/fd/3"]);
+    // SAFETY: as above.
+    unsafe {
+        cmd.pre_exec(move || common::place_at_fd3(raw));
+    }
+    let out = cmd.output().expect("exec");
+    assert!(!out.status.success());
+    assert!(rt.run(&["delete", "-f", &id]).status.success());
+}

@@ -127,14 +127,9 @@ fn cwd_outside_root_refused() {
     ]);
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    // SAFETY: the closure only calls dup2, which is async-signal-safe, between fork and exec.
+    // SAFETY: place_at_fd3 only calls async-signal-safe dup2/fcntl between fork and exec.
     unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(raw, 3) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || common::place_at_fd3(raw));
     }
     rt.track(&id);
     let out = cmd.output().expect("run");
@@ -149,6 +144,45 @@ fn cwd_outside_root_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!rt.root.path().join(&id).exists());
+
+    // The same through `exec --cwd`, which has no rootfs step: chdir follows the
+    // magic link out of the root, and the getcwd check refuses it.
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("cwdexec");
+    assert!(
+        rt.run(&[
+            "run",
+            "-d",
+            "-b",
+            b.path().to_str().unwrap_or_default(),
+            &id
+        ])
+        .status
+        .success()
+    );
+    let mut cmd = rt.cmd();
+    cmd.args([
+        "exec",
+        "--preserve-fds",
+        "1",
+        "--cwd",
+        "/proc/self/fd/3",
+        &id,
+        "pwd",
+    ]);
+    // SAFETY: place_at_fd3 only calls async-signal-safe dup2/fcntl between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || common::place_at_fd3(raw));
+    }
+    let out = cmd.output().expect("exec");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exec with a cwd outside the root must be refused: {err}"
+    );
+    assert!(err.contains("cwd is outside the container root"), "{err}");
+    assert!(rt.run(&["delete", "-f", &id]).status.success());
 }
 
 /// CVE-2025-31133 class: a /dev/null symlink in the image does not redirect masking.

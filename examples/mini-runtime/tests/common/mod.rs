@@ -201,3 +201,20 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Makes `fd` the child's fd 3 without CLOEXEC (for `pre_exec`): dup2 onto itself
+/// would keep the flag, so an fd that already is 3 gets it cleared instead.
+pub fn place_at_fd3(fd: i32) -> std::io::Result<()> {
+    let r = if fd == 3 {
+        // SAFETY: clearing FD_CLOEXEC on an fd this process owns.
+        unsafe { libc::fcntl(3, libc::F_SETFD, 0) }
+    } else {
+        // SAFETY: duplicating an open fd onto 3; dup2 clears CLOEXEC on the copy.
+        unsafe { libc::dup2(fd, 3) }
+    };
+    if r == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
