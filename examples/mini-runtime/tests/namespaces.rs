@@ -319,3 +319,57 @@ fn rootless_run_as_unprivileged_user() {
         .collect();
     assert_eq!(lines, [vec!["0"], vec!["0", "65534", "1"]], "{text}");
 }
+
+#[test]
+fn exec_into_user_namespace_container() {
+    if !root_or_skip("exec_into_user_namespace_container") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.save();
+    let id = unique_id("userexec");
+    let out = rt.run(&[
+        "run",
+        "-d",
+        "-b",
+        b.path().to_str().unwrap_or_default(),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = rt.run(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [vec!["1000"], vec!["0", "200000", "65536"]],
+        "{text}"
+    );
+    let pid = rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("200000")),
+        "{status}"
+    );
+    assert!(rt.run(&["delete", "-f", &id]).status.success());
+}
