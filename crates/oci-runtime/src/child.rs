@@ -898,7 +898,7 @@ fn set_propagation(root: RawFd, rel: &RelPath, flags: c_ulong) -> Result<(), Err
     r
 }
 
-fn do_mount(root: RawFd, m: &MountPlan, i: usize, new_user: bool) -> R<()> {
+fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
     let mut buf = [0u8; 32];
     let data = m.data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr());
     match &m.kind {
@@ -1057,7 +1057,6 @@ fn do_mount(root: RawFd, m: &MountPlan, i: usize, new_user: bool) -> R<()> {
             sys::close(t);
         }
     }
-    let _ = new_user;
     for p in &m.propagation {
         set_propagation(root, &m.dest, *p).map_err(at(Step::MountPropagation, i))?;
     }
@@ -1088,7 +1087,7 @@ fn prepare_rootfs(r: &RootfsPlan, plan: &InitPlan, fds: ChildFds, slave: &mut Ra
     )
     .map_err(at(Step::OpenRoot, 0))?;
     for (i, m) in r.mounts.iter().enumerate() {
-        do_mount(root, m, i, plan.new_user)?;
+        do_mount(root, m, i)?;
     }
     for (i, d) in r.devices.iter().enumerate() {
         make_device(root, d, plan.new_user).map_err(at(Step::Device, i))?;

@@ -23,12 +23,9 @@ impl Runtime {
         }
         if matches!(status, ContainerState::Running | ContainerState::Created) {
             if let Some(fd) = pidfd(&self.proc_root, s.pid, s.start_time)? {
-                if s.own_pid_ns {
-                    // Killing a pid namespace's init kills everything in it.
-                    let _ = signal_pidfd(&fd, libc::SIGKILL);
-                } else {
-                    let _ = signal_pidfd(&fd, libc::SIGKILL);
-                }
+                // With its own pid namespace, killing the init kills everything in it;
+                // without one (and without cgroups yet) the init is all we can name.
+                let _ = signal_pidfd(&fd, libc::SIGKILL);
                 wait_gone(&fd, s.pid, 30_000)?;
             }
         } else if s.pid > 0 {
