@@ -26,6 +26,7 @@
 
 mod child;
 mod config;
+mod console;
 mod container;
 mod error;
 mod hooks;
@@ -36,6 +37,7 @@ mod state;
 mod sys;
 
 pub use config::{Bundle, parse_spec, validate, validate_id, validate_process};
+pub use console::receive_pty_master;
 pub use container::{ContainerInfo, CreateOptions, ExecOptions, OCI_VERSION, Runtime, wait_pid};
 pub use error::{Error, Result};
 pub use plan::cap_number_by_name;

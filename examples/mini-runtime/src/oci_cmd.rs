@@ -375,21 +375,159 @@ fn state_value(info: &oci_runtime::ContainerInfo) -> serde_json::Value {
 
 fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
     let id = a.create.id.clone();
+    let mut opts = create_opts(&a.create);
+    // As runc: a terminal without --console-socket is the caller's own terminal,
+    // proxied through a pty this process receives on a private socket.
+    let wants_tty = opts.console_socket.is_none()
+        && oci_runtime::Bundle::load(&a.create.bundle)
+            .ok()
+            .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+            .unwrap_or(false);
+    if wants_tty && a.detach {
+        return Err(CliError::Usage(
+            "cannot allocate a terminal for a detached container without --console-socket".into(),
+        ));
+    }
+    let console = if wants_tty {
+        Some(ConsoleSocket::bind()?)
+    } else {
+        None
+    };
+    if let Some(c) = &console {
+        opts.console_socket = Some(c.path.clone());
+    }
     if !a.detach {
         // Before start: a signal that arrives while the container starts is held, not lost.
         install_forwarding();
     }
-    let (pid, warnings) = rt.run(&id, &a.create.bundle, &create_opts(&a.create))?;
+    let receiver = console.as_ref().map(|c| c.receive());
+    let (pid, warnings) = rt.run(&id, &a.create.bundle, &opts)?;
     warn_all(log, warnings);
     if a.detach {
         return Ok(0);
     }
     forward_to(pid);
+    let proxy = match receiver {
+        Some(r) => Some(
+            r.join()
+                .map_err(|_| CliError::Usage("console receiver panicked".into()))??,
+        ),
+        None => None,
+    };
+    let _raw = proxy.as_ref().map(TerminalGuard::raw);
+    if let Some(master) = proxy {
+        copy_terminal(master);
+    }
     let code = rt.wait(&id)?;
     if !a.keep {
         warn_all(log, rt.delete(&id, true)?);
     }
     Ok(code)
+}
+
+/// A listening console socket in a private temp dir.
+struct ConsoleSocket {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    fn bind() -> Result<ConsoleSocket, CliError> {
+        let dir = tempfile::Builder::new()
+            .prefix("mini-runtime-console-")
+            .tempdir()
+            .map_err(|source| CliError::Io {
+                operation: "creating",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let path = dir.path().join("console.sock");
+        let listener =
+            std::os::unix::net::UnixListener::bind(&path).map_err(|source| CliError::Io {
+                operation: "binding",
+                path: path.clone(),
+                source,
+            })?;
+        Ok(ConsoleSocket {
+            _dir: dir,
+            path,
+            listener,
+        })
+    }
+
+    fn receive(&self) -> std::thread::JoinHandle<Result<std::os::fd::OwnedFd, CliError>> {
+        let listener = self.listener.try_clone();
+        std::thread::spawn(move || {
+            let listener = listener.map_err(|source| CliError::Io {
+                operation: "cloning",
+                path: "console socket".into(),
+                source,
+            })?;
+            let (stream, _) = listener.accept().map_err(|source| CliError::Io {
+                operation: "accepting",
+                path: "console socket".into(),
+                source,
+            })?;
+            Ok(oci_runtime::receive_pty_master(&stream)?)
+        })
+    }
+}
+
+/// Puts our stdin terminal in raw mode (when it is one) and restores it on drop.
+struct TerminalGuard {
+    saved: Option<libc::termios>,
+}
+
+impl TerminalGuard {
+    fn raw(master: &std::os::fd::OwnedFd) -> TerminalGuard {
+        use std::os::fd::AsRawFd;
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ fills `ws`; on a non-terminal it fails and `ws` stays zero.
+        if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            // SAFETY: TIOCSWINSZ reads `ws`; `master` is an open pty master.
+            unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        }
+        // SAFETY: termios is plain data; tcgetattr fills it or fails on a non-terminal.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 and a valid termios pointer.
+        if unsafe { libc::tcgetattr(0, &mut t) } != 0 {
+            return TerminalGuard { saved: None };
+        }
+        let saved = t;
+        // SAFETY: cfmakeraw only edits the struct.
+        unsafe { libc::cfmakeraw(&mut t) };
+        // SAFETY: fd 0 is a terminal (tcgetattr succeeded); `t` is valid.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+        TerminalGuard { saved: Some(saved) }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            // SAFETY: restoring the settings read from fd 0.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+        }
+    }
+}
+
+/// Copies stdin to the pty and the pty to stdout until the container side closes.
+fn copy_terminal(master: std::os::fd::OwnedFd) {
+    let mut output = std::fs::File::from(master);
+    if let Ok(mut input) = output.try_clone() {
+        // Detached: it ends with the process; stdin may never reach EOF.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut input);
+        });
+    }
+    // EIO once the last slave fd closes, i.e. the container has exited.
+    let _ = std::io::copy(&mut output, &mut std::io::stdout());
 }
 
 fn exec_cmd(rt: &Runtime, a: ExecArgs) -> Result<i32, CliError> {
@@ -470,19 +608,41 @@ fn exec_cmd(rt: &Runtime, a: ExecArgs) -> Result<i32, CliError> {
     if a.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }
-    let opts = ExecOptions {
+    let mut opts = ExecOptions {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
     };
+    let wants_tty = opts.console_socket.is_none() && p.terminal().unwrap_or(false);
+    if wants_tty && a.detach {
+        return Err(CliError::Usage(
+            "cannot allocate a terminal for a detached process without --console-socket".into(),
+        ));
+    }
+    let console = if wants_tty {
+        Some(ConsoleSocket::bind()?)
+    } else {
+        None
+    };
+    if let Some(c) = &console {
+        opts.console_socket = Some(c.path.clone());
+    }
     if !a.detach {
         install_forwarding();
     }
+    let receiver = console.as_ref().map(|c| c.receive());
     let pid = rt.exec(&a.id, &p, &opts)?;
     if a.detach {
         return Ok(0);
     }
     forward_to(pid);
+    if let Some(r) = receiver {
+        let master = r
+            .join()
+            .map_err(|_| CliError::Usage("console receiver panicked".into()))??;
+        let _raw = TerminalGuard::raw(&master);
+        copy_terminal(master);
+    }
     Ok(oci_runtime::wait_pid(pid)?)
 }
 

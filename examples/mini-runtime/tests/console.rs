@@ -159,3 +159,59 @@ fn symlinked_dev_console_refused() {
     drop(receiver.join());
     assert!(!rt.root.path().join(&id).exists());
 }
+
+/// `run` of a terminal container without --console-socket proxies a pty, as runc does.
+#[test]
+fn run_with_terminal_and_no_console_socket() {
+    if !root_or_skip("run_with_terminal_and_no_console_socket") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sh", "-c", "tty; echo hi; exit 4"]);
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let id = unique_id("runtty");
+    let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("/dev/pts/0") && text.contains("hi"),
+        "{text:?}"
+    );
+    let out = rt.run(&[
+        "run",
+        "-d",
+        "-b",
+        b.path().to_str().unwrap_or_default(),
+        &unique_id("runttyd"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "detached needs a console socket"
+    );
+
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.config["process"]["terminal"] = json!(false);
+    b.save();
+    let id = unique_id("exectty");
+    assert!(
+        rt.run(&[
+            "run",
+            "-d",
+            "-b",
+            b.path().to_str().unwrap_or_default(),
+            &id
+        ])
+        .status
+        .success()
+    );
+    let out = rt.run(&["exec", "-t", &id, "sh", "-c", "tty; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(rt.run(&["delete", "-f", &id]).status.success());
+}
