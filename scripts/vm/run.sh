@@ -59,7 +59,7 @@ copy_in() { # HOST GUEST: the file or tree, plus shared libraries of executables
   mkdir -p "$root$(dirname "$dst")"
   cp -a "$src" "$root$dst"
   find "$src" -type f -perm -u+x 2>/dev/null | while read -r f; do
-    ldd "$f" 2>/dev/null | grep -oE '/[^ ]+' | while read -r lib; do
+    { ldd "$f" 2>/dev/null || true; } | { grep -oE '/[^ ]+' || true; } | while read -r lib; do
       [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
     done
   done
