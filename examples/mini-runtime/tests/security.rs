@@ -351,3 +351,110 @@ fn dangling_symlink_destination_created_inside_root() {
     assert!(inside.is_dir());
     assert!(b.rootfs().join("made/here/data").is_dir());
 }
+
+/// The attacker for `runtime_binary_hidden_during_exec`: a tight loop over
+/// `/proc` that opens every other process's `exe`; one as large as the runtime
+/// binary is recorded in HITS and reopened for writing. It counts the foreign
+/// processes it saw in SEEN, which shows it watched the execs.
+const EXE_WATCHER: &str = r#"
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    long size = atol(argv[1]);
+    const char *hits = argv[2], *seen_path = argv[3];
+    pid_t self = getpid();
+    unsigned long seen = 0, last = 0;
+    char path[64], count[32];
+    /* Rewritten in place, never truncated, so a reader never sees it empty. */
+    int seen_fd = open(seen_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (seen_fd < 0) return 4;
+    for (;;) {
+        DIR *d = opendir("/proc");
+        if (!d) return 3;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 1 || pid == self) continue;
+            if ((unsigned long)pid != last) { seen++; last = pid; }
+            snprintf(path, sizeof path, "/proc/%d/exe", pid);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) continue;
+            struct stat st;
+            if (fstat(fd, &st) == 0 && st.st_size == size) {
+                int w = open(path, O_WRONLY | O_CLOEXEC);
+                FILE *f = fopen(hits, "a");
+                if (f) {
+                    fprintf(f, "pid %d: runtime binary opened, for writing: %s\n", pid,
+                            w >= 0 ? "yes" : "no");
+                    fclose(f);
+                }
+                if (w >= 0) close(w);
+            }
+            close(fd);
+        }
+        closedir(d);
+        int n = snprintf(count, sizeof count, "%lu\n", seen);
+        if (pwrite(seen_fd, count, n, 0) != n) return 5;
+    }
+}
+"#;
+
+/// CVE-2019-5736 class during `exec`: between joining the container's pid
+/// namespace and its execve, the exec'd process is a copy of the runtime. A
+/// process in the container racing through `/proc/*/exe` must never reach it.
+#[test]
+fn runtime_binary_hidden_during_exec() {
+    if !root_or_skip("runtime_binary_hidden_during_exec") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["/watcher", "0", "/tmp/hits", "/tmp/seen"]);
+    let runtime = std::fs::read(common::bin_path()).expect("read runtime binary");
+    let src = b.path().join("watcher.c");
+    std::fs::write(&src, EXE_WATCHER).expect("write watcher.c");
+    let cc = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(b.rootfs().join("watcher"))
+        .arg(&src)
+        .output()
+        .expect("gcc runs");
+    assert!(cc.status.success(), "gcc: {}", String::from_utf8_lossy(&cc.stderr));
+    let mut b = b;
+    b.config["process"]["args"] = json!([
+        "/watcher",
+        runtime.len().to_string(),
+        "/tmp/hits",
+        "/tmp/seen"
+    ]);
+    b.save();
+
+    let id = unique_id("exe-watch");
+    let out = rt.run(&["run", "-d", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = || {
+        std::fs::read_to_string(b.rootfs().join("tmp/seen"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    for _ in 0..100 {
+        let out = rt.run(&["exec", &id, "true"]);
+        assert!(out.status.success(), "exec: {}", stderr(&out));
+    }
+    let hits = std::fs::read_to_string(b.rootfs().join("tmp/hits")).unwrap_or_default();
+    assert!(hits.is_empty(), "the container reached the runtime binary:\n{hits}");
+    assert!(
+        std::fs::read(common::bin_path()).expect("read runtime binary") == runtime,
+        "runtime binary changed"
+    );
+    let seen = seen();
+    eprintln!("the watcher saw {seen} processes come and go");
+    assert!(seen > 0, "the watcher saw none of the exec'd processes");
+    assert!(rt.run(&["delete", "-f", &id]).status.success());
+}
