@@ -1,0 +1,429 @@
+//! The root filesystem: mounts, masked and read-only paths, then pivot_root into it.
+
+use std::os::fd::RawFd;
+
+use libc::c_ulong;
+
+use super::devices::{dev_symlinks, make_device, setup_console};
+use super::resolve::{Create, IN_ROOT, resolve};
+use super::{ChildFds, Fail, R, Step, at};
+use crate::plan::{InitPlan, MountKind, MountPlan, RelPath, RootfsPlan};
+use crate::sys::{self, Errno};
+
+/// Mount flags that a remount must keep (they may be locked in a user namespace).
+fn locked_flags(fd: RawFd) -> c_ulong {
+    match sys::fstatfs(fd) {
+        Ok(s) => {
+            (s.f_flags as c_ulong)
+                & (libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC
+                    | libc::MS_NOATIME
+                    | libc::MS_NODIRATIME)
+        }
+        Err(_) => 0,
+    }
+}
+
+fn remount_bind(root: RawFd, rel: &RelPath, flags: c_ulong) -> Result<(), Errno> {
+    let fd = sys::openat2(root, &rel.full, libc::O_PATH, IN_ROOT)?;
+    let mut buf = [0u8; 32];
+    let f = libc::MS_BIND | libc::MS_REMOUNT | flags | locked_flags(fd);
+    let r = sys::mount(
+        std::ptr::null(),
+        sys::fd_path(fd, &mut buf),
+        std::ptr::null(),
+        f,
+        std::ptr::null(),
+    );
+    sys::close(fd);
+    r
+}
+
+fn set_propagation(root: RawFd, rel: &RelPath, flags: c_ulong) -> Result<(), Errno> {
+    let fd = sys::openat2(root, &rel.full, libc::O_PATH, IN_ROOT)?;
+    let mut buf = [0u8; 32];
+    let r = sys::mount(
+        std::ptr::null(),
+        sys::fd_path(fd, &mut buf),
+        std::ptr::null(),
+        flags,
+        std::ptr::null(),
+    );
+    sys::close(fd);
+    r
+}
+
+fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
+    let mut buf = [0u8; 32];
+    let data = m.data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr());
+    match &m.kind {
+        MountKind::Bind {
+            source,
+            recursive,
+            source_is_dir,
+        } => {
+            let create = if *source_is_dir {
+                Create::Dir
+            } else {
+                Create::File
+            };
+            let dst = resolve(root, &m.dest, create).map_err(at(Step::MountTarget, i))?;
+            let rec = if *recursive { libc::MS_REC } else { 0 };
+            let r = sys::mount(
+                source.as_ptr(),
+                sys::fd_path(dst, &mut buf),
+                std::ptr::null(),
+                libc::MS_BIND | rec,
+                std::ptr::null(),
+            );
+            sys::close(dst);
+            r.map_err(at(Step::Mount, i))?;
+            let extra = m.flags & !libc::MS_REC;
+            if extra != 0 {
+                remount_bind(root, &m.dest, extra).map_err(at(Step::MountRemount, i))?;
+            }
+        }
+        MountKind::Fs { fstype, source } => {
+            let dst = resolve(root, &m.dest, Create::Dir).map_err(at(Step::MountTarget, i))?;
+            let special = matches!(fstype.as_bytes(), b"proc" | b"sysfs");
+            if special {
+                // A symlinked /proc or /sys in the image would move the mount elsewhere.
+                let link =
+                    sys::openat2(root, &m.dest.full, libc::O_PATH | libc::O_NOFOLLOW, IN_ROOT);
+                let is_link = match link {
+                    Ok(fd) => {
+                        let st = sys::fstat(fd);
+                        sys::close(fd);
+                        st.map(|s| s.st_mode & libc::S_IFMT != libc::S_IFDIR)
+                            .unwrap_or(true)
+                    }
+                    Err(_) => true,
+                };
+                if is_link {
+                    sys::close(dst);
+                    return Err(Fail {
+                        step: Step::MountSymlink,
+                        index: i as u32,
+                        errno: libc::ELOOP,
+                    });
+                }
+            }
+            let r = sys::mount(
+                source.as_ptr(),
+                sys::fd_path(dst, &mut buf),
+                fstype.as_ptr(),
+                m.flags,
+                data,
+            );
+            sys::close(dst);
+            r.map_err(at(Step::Mount, i))?;
+        }
+        MountKind::CgroupV1 { dirs, links } => {
+            let dst = resolve(root, &m.dest, Create::Dir).map_err(at(Step::MountTarget, i))?;
+            let base = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            let r = sys::mount(
+                c"tmpfs".as_ptr(),
+                sys::fd_path(dst, &mut buf),
+                c"tmpfs".as_ptr(),
+                base,
+                c"mode=755".as_ptr(),
+            );
+            sys::close(dst);
+            r.map_err(at(Step::Mount, i))?;
+            let t = sys::openat2(
+                root,
+                &m.dest.full,
+                libc::O_PATH | libc::O_DIRECTORY,
+                IN_ROOT,
+            )
+            .map_err(at(Step::MountTarget, i))?;
+            for (name, host) in dirs {
+                let step = || -> Result<(), Errno> {
+                    sys::mkdirat(t, name, 0o755)?;
+                    let sub = sys::openat(
+                        t,
+                        name,
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                        0,
+                    )?;
+                    let mut b = [0u8; 32];
+                    let r = sys::mount(
+                        host.as_ptr(),
+                        sys::fd_path(sub, &mut b),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REC,
+                        std::ptr::null(),
+                    );
+                    sys::close(sub);
+                    r?;
+                    let sub = sys::openat(
+                        t,
+                        name,
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                        0,
+                    )?;
+                    let flags = libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | base
+                        | locked_flags(sub);
+                    let r = sys::mount(
+                        std::ptr::null(),
+                        sys::fd_path(sub, &mut b),
+                        std::ptr::null(),
+                        flags,
+                        std::ptr::null(),
+                    );
+                    sys::close(sub);
+                    r
+                };
+                if let Err(e) = step() {
+                    sys::close(t);
+                    return Err(Fail {
+                        step: Step::Mount,
+                        index: i as u32,
+                        errno: e,
+                    });
+                }
+            }
+            for (link, target) in links {
+                if link != target {
+                    // SAFETY: both strings are NUL-terminated and live in the plan.
+                    let _ = unsafe { libc::symlinkat(target.as_ptr(), t, link.as_ptr()) };
+                }
+            }
+            if m.flags & libc::MS_RDONLY != 0 {
+                let r = sys::mount(
+                    std::ptr::null(),
+                    sys::fd_path(t, &mut buf),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT | libc::MS_RDONLY | base,
+                    c"mode=755".as_ptr(),
+                );
+                if let Err(e) = r {
+                    sys::close(t);
+                    return Err(Fail {
+                        step: Step::MountRemount,
+                        index: i as u32,
+                        errno: e,
+                    });
+                }
+            }
+            sys::close(t);
+        }
+    }
+    for p in &m.propagation {
+        set_propagation(root, &m.dest, *p).map_err(at(Step::MountPropagation, i))?;
+    }
+    Ok(())
+}
+
+/// Mounts, devices, masks, read-only paths and the console, all relative to the
+/// rootfs fd; returns the rootfs fd for [`enter_root`].
+pub(super) fn prepare_rootfs(
+    r: &RootfsPlan,
+    plan: &InitPlan,
+    fds: ChildFds,
+    slave: &mut RawFd,
+) -> R<RawFd> {
+    let null = std::ptr::null();
+    // Keep our mounts from propagating back to the host.
+    sys::mount(null, c"/".as_ptr(), null, r.propagation, null)
+        .map_err(at(Step::RootPropagation, 0))?;
+    // pivot_root needs the new root to be a mount point.
+    sys::mount(
+        r.rootfs.as_ptr(),
+        r.rootfs.as_ptr(),
+        null,
+        libc::MS_BIND | libc::MS_REC,
+        null,
+    )
+    .map_err(at(Step::RootBind, 0))?;
+    let root = sys::openat(
+        libc::AT_FDCWD,
+        &r.rootfs,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(at(Step::OpenRoot, 0))?;
+    for (i, m) in r.mounts.iter().enumerate() {
+        do_mount(root, m, i)?;
+    }
+    for (i, d) in r.devices.iter().enumerate() {
+        make_device(root, d, plan.new_user).map_err(at(Step::Device, i))?;
+    }
+    if r.populate_dev {
+        dev_symlinks(root).map_err(at(Step::DevSymlink, 0))?;
+    }
+    if plan.process.terminal && fds.console >= 0 {
+        *slave = setup_console(root, fds.console, plan.process.console_size, true)
+            .map_err(at(Step::Console, 0))?;
+    }
+    let cwd = resolve(root, &r.cwd, Create::Dir).map_err(at(Step::Cwd, 0))?;
+    sys::close(cwd);
+    let mut b1 = [0u8; 32];
+    let mut b2 = [0u8; 32];
+    // The host's /dev/null, opened in this mount namespace (a bind source must be in it)
+    // and checked to be the null device: a symlinked /dev/null in the image cannot
+    // redirect the masking binds.
+    let devnull = if r.masked.is_empty() {
+        -1
+    } else {
+        open_devnull().map_err(at(Step::Mask, usize::MAX))?
+    };
+    for (i, p) in r.masked.iter().enumerate() {
+        let fd = match sys::openat2(root, &p.full, libc::O_PATH, IN_ROOT) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => continue,
+            Err(e) => {
+                return Err(Fail {
+                    step: Step::Mask,
+                    index: i as u32,
+                    errno: e,
+                });
+            }
+        };
+        // Stat first: binding /dev/null onto a directory fails, and a failed mount is slow.
+        let st = sys::fstat(fd).map_err(at(Step::Mask, i));
+        let res = st.and_then(|st| {
+            let target = sys::fd_path(fd, &mut b2);
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                let f = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+                sys::mount(
+                    c"tmpfs".as_ptr(),
+                    target,
+                    c"tmpfs".as_ptr(),
+                    f,
+                    c"size=0,mode=755".as_ptr(),
+                )
+            } else {
+                sys::mount(
+                    sys::fd_path(devnull, &mut b1),
+                    target,
+                    null,
+                    libc::MS_BIND,
+                    null,
+                )
+            }
+            .map_err(at(Step::Mask, i))
+        });
+        sys::close(fd);
+        if res.is_err() {
+            sys::close(devnull);
+        }
+        res?;
+    }
+    sys::close(devnull);
+    for (i, p) in r.readonly.iter().enumerate() {
+        let fd = match sys::openat2(root, &p.full, libc::O_PATH, IN_ROOT) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => continue,
+            Err(e) => {
+                return Err(Fail {
+                    step: Step::Readonly,
+                    index: i as u32,
+                    errno: e,
+                });
+            }
+        };
+        let target = sys::fd_path(fd, &mut b2);
+        let res = sys::mount(target, target, null, libc::MS_BIND | libc::MS_REC, null);
+        sys::close(fd);
+        res.map_err(at(Step::Readonly, i))?;
+        remount_bind(root, p, libc::MS_RDONLY).map_err(at(Step::Readonly, i))?;
+    }
+    Ok(root)
+}
+
+fn open_devnull() -> Result<RawFd, Errno> {
+    let fd = sys::openat(
+        libc::AT_FDCWD,
+        c"/dev/null",
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+    )?;
+    match sys::fstat(fd) {
+        Ok(st)
+            if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3) =>
+        {
+            Ok(fd)
+        }
+        Ok(_) => {
+            sys::close(fd);
+            Err(libc::ENODEV)
+        }
+        Err(e) => {
+            sys::close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// pivot_root (or MS_MOVE + chroot) into the prepared rootfs, then the read-only root.
+pub(super) fn enter_root(r: &RootfsPlan, root: RawFd) -> R<()> {
+    let null = std::ptr::null();
+    // SAFETY: `root` is the rootfs dir fd from prepare_rootfs.
+    if unsafe { libc::fchdir(root) } == -1 {
+        return Err(Fail {
+            step: Step::Pivot,
+            index: 0,
+            errno: sys::errno(),
+        });
+    }
+    sys::close(root);
+    if r.pivot {
+        // SAFETY: both paths are static "."; pivot_root stacks the old root under the new one.
+        if unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } == -1 {
+            return Err(Fail {
+                step: Step::Pivot,
+                index: 1,
+                errno: sys::errno(),
+            });
+        }
+        // The old root is now on top of "."; keep its unmount from reaching the host, then detach it.
+        sys::mount(
+            null,
+            c".".as_ptr(),
+            null,
+            libc::MS_SLAVE | libc::MS_REC,
+            null,
+        )
+        .map_err(at(Step::Pivot, 2))?;
+        // SAFETY: "." is a static path; MNT_DETACH lazily drops the old root.
+        if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } == -1 {
+            return Err(Fail {
+                step: Step::Pivot,
+                index: 3,
+                errno: sys::errno(),
+            });
+        }
+    } else {
+        sys::mount(c".".as_ptr(), c"/".as_ptr(), null, libc::MS_MOVE, null)
+            .map_err(at(Step::Pivot, 4))?;
+        // SAFETY: "." is a static path.
+        if unsafe { libc::chroot(c".".as_ptr()) } == -1 {
+            return Err(Fail {
+                step: Step::Pivot,
+                index: 5,
+                errno: sys::errno(),
+            });
+        }
+    }
+    // SAFETY: "/" is a static path.
+    if unsafe { libc::chdir(c"/".as_ptr()) } == -1 {
+        return Err(Fail {
+            step: Step::Pivot,
+            index: 6,
+            errno: sys::errno(),
+        });
+    }
+    if r.readonly_root {
+        let fd = sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+            .map_err(at(Step::ReadonlyRoot, 0))?;
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked_flags(fd);
+        sys::close(fd);
+        sys::mount(null, c"/".as_ptr(), null, flags, null).map_err(at(Step::ReadonlyRoot, 0))?;
+    }
+    Ok(())
+}
