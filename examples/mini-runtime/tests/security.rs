@@ -424,7 +424,11 @@ fn runtime_binary_hidden_during_exec() {
         .arg(&src)
         .output()
         .expect("gcc runs");
-    assert!(cc.status.success(), "gcc: {}", String::from_utf8_lossy(&cc.stderr));
+    assert!(
+        cc.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
     let mut b = b;
     b.config["process"]["args"] = json!([
         "/watcher",
@@ -435,7 +439,13 @@ fn runtime_binary_hidden_during_exec() {
     b.save();
 
     let id = unique_id("exe-watch");
-    let out = rt.run(&["run", "-d", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    let out = rt.run(&[
+        "run",
+        "-d",
+        "-b",
+        b.path().to_str().unwrap_or_default(),
+        &id,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let seen = || {
         std::fs::read_to_string(b.rootfs().join("tmp/seen"))
@@ -448,7 +458,10 @@ fn runtime_binary_hidden_during_exec() {
         assert!(out.status.success(), "exec: {}", stderr(&out));
     }
     let hits = std::fs::read_to_string(b.rootfs().join("tmp/hits")).unwrap_or_default();
-    assert!(hits.is_empty(), "the container reached the runtime binary:\n{hits}");
+    assert!(
+        hits.is_empty(),
+        "the container reached the runtime binary:\n{hits}"
+    );
     assert!(
         std::fs::read(common::bin_path()).expect("read runtime binary") == runtime,
         "runtime binary changed"
