@@ -86,6 +86,7 @@ impl Locked {
         if dir.exists() {
             return Err(Error::Exists { id: id.to_string() });
         }
+        sweep_stale_tmp(root);
         let tmp = tempdir_in(root, id)?;
         let lock = lock_dir(&tmp)?;
         write_atomic(
@@ -155,6 +156,30 @@ impl Locked {
 fn cpath(p: &Path) -> std::result::Result<std::ffi::CString, std::ffi::NulError> {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(p.as_os_str().as_bytes())
+}
+
+/// Removes `.tmp-<id>-<pid>-<nanos>` dirs whose creating process is gone: a
+/// create killed between making its temp state dir and renaming it into place.
+/// A live creator (its pid still exists) is left alone; best effort throughout.
+fn sweep_stale_tmp(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(".tmp-")) else {
+            continue;
+        };
+        // The id may contain '-', so the pid is the second field from the right.
+        let mut fields = rest.rsplitn(3, '-');
+        let (_nanos, pid) = (fields.next(), fields.next());
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn tempdir_in(root: &Path, id: &str) -> Result<PathBuf> {
@@ -244,6 +269,26 @@ mod tests {
             .map_err(io_err("read", "/tmp"))?
             .collect();
         assert!(leftovers.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn create_sweeps_temp_dirs_of_dead_creators() -> Result<()> {
+        let root = tempfile::tempdir().map_err(io_err("tempdir", "/tmp"))?;
+        // pid_max is at most 2^22, so this pid cannot be alive.
+        let dead = root.path().join(".tmp-my-ctr-4999999-123");
+        let live = root
+            .path()
+            .join(format!(".tmp-other-1-{}-456", std::process::id()));
+        let not_ours = root.path().join(".tmp-garbage");
+        for d in [&dead, &live, &not_ours] {
+            std::fs::create_dir(d).map_err(io_err("mkdir", d))?;
+        }
+        let l = Locked::create(root.path(), "c2", &saved("c2"))?;
+        assert!(!dead.exists(), "a dead creator's temp dir is swept");
+        assert!(live.exists(), "a live creator's temp dir stays");
+        assert!(not_ours.exists(), "names not in our format stay");
+        l.remove()?;
         Ok(())
     }
 
