@@ -40,5 +40,5 @@ pub use config::{Bundle, parse_spec, validate, validate_id, validate_process};
 pub use console::receive_pty_master;
 pub use container::{ContainerInfo, CreateOptions, ExecOptions, OCI_VERSION, Runtime, wait_pid};
 pub use error::{Error, Result};
-pub use plan::cap_number_by_name;
+pub use plan::{cap_number_by_name, known_capabilities};
 pub use procfs::parse_signal;

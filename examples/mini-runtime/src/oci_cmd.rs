@@ -718,54 +718,9 @@ fn ps_cmd(rt: &Runtime, format: &str, id: &str, args: &[String]) -> Result<(), C
 }
 
 fn features() -> serde_json::Value {
-    let caps: Vec<String> = (0..64u32)
-        .filter_map(|n| {
-            let names = [
-                "CAP_CHOWN",
-                "CAP_DAC_OVERRIDE",
-                "CAP_DAC_READ_SEARCH",
-                "CAP_FOWNER",
-                "CAP_FSETID",
-                "CAP_KILL",
-                "CAP_SETGID",
-                "CAP_SETUID",
-                "CAP_SETPCAP",
-                "CAP_LINUX_IMMUTABLE",
-                "CAP_NET_BIND_SERVICE",
-                "CAP_NET_BROADCAST",
-                "CAP_NET_ADMIN",
-                "CAP_NET_RAW",
-                "CAP_IPC_LOCK",
-                "CAP_IPC_OWNER",
-                "CAP_SYS_MODULE",
-                "CAP_SYS_RAWIO",
-                "CAP_SYS_CHROOT",
-                "CAP_SYS_PTRACE",
-                "CAP_SYS_PACCT",
-                "CAP_SYS_ADMIN",
-                "CAP_SYS_BOOT",
-                "CAP_SYS_NICE",
-                "CAP_SYS_RESOURCE",
-                "CAP_SYS_TIME",
-                "CAP_SYS_TTY_CONFIG",
-                "CAP_MKNOD",
-                "CAP_LEASE",
-                "CAP_AUDIT_WRITE",
-                "CAP_AUDIT_CONTROL",
-                "CAP_SETFCAP",
-                "CAP_MAC_OVERRIDE",
-                "CAP_MAC_ADMIN",
-                "CAP_SYSLOG",
-                "CAP_WAKE_ALARM",
-                "CAP_BLOCK_SUSPEND",
-                "CAP_AUDIT_READ",
-                "CAP_PERFMON",
-                "CAP_BPF",
-                "CAP_CHECKPOINT_RESTORE",
-            ];
-            let name = names.get(n as usize)?;
-            (oci_runtime::cap_number_by_name(name) == Some(n)).then(|| name.to_string())
-        })
+    let caps: Vec<String> = oci_runtime::known_capabilities()
+        .iter()
+        .map(|c| c.to_string())
         .collect();
     serde_json::json!({
         "ociVersionMin": "1.0.0",

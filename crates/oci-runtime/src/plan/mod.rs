@@ -13,8 +13,8 @@ use crate::error::{Result, invalid};
 mod process;
 mod rootfs;
 
-pub use process::cap_number_by_name;
 pub(crate) use process::{ProcessPlan, cap_number, last_cap, process_plan};
+pub use process::{cap_number_by_name, known_capabilities};
 pub(crate) use rootfs::{
     DevicePlan, MountKind, MountPlan, RelPath, RootfsPlan, parse_mount_options, propagation_flag,
 };

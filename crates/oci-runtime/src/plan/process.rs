@@ -149,6 +149,12 @@ pub(crate) fn cap_number(c: &oci_spec::runtime::Capability) -> Option<u32> {
     cap_number_by_name(name.as_str()?)
 }
 
+/// Every capability this runtime knows, as `CAP_X`, in kernel order (the index
+/// is the capability number): what `features` reports.
+pub fn known_capabilities() -> &'static [&'static str] {
+    &CAP_NAMES
+}
+
 /// Number of a capability given as `CAP_X` or `X` (any case).
 pub fn cap_number_by_name(name: &str) -> Option<u32> {
     let upper = name.to_ascii_uppercase();
