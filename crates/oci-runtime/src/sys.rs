@@ -29,23 +29,36 @@ pub(crate) fn close(fd: RawFd) {
     }
 }
 
+/// How often `openat2` is retried on `EAGAIN` before the error is returned.
+const OPENAT2_RETRIES: u32 = 128;
+
 /// `openat2` with `how.resolve` flags; `O_CLOEXEC` is always added.
+///
+/// With `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH` the kernel answers `EAGAIN` when
+/// any mount or rename on the system raced with the lookup (other containers
+/// starting, say), so that error is retried, boundedly.
 pub(crate) fn openat2(dir: RawFd, path: &CStr, flags: c_int, resolve: u64) -> Result<RawFd, Errno> {
     // SAFETY: open_how is plain data; all-zero is valid and the fields are set below.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = resolve;
-    // SAFETY: `path` is NUL-terminated and `how` is a valid open_how whose size we pass; both outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            size_of::<libc::open_how>(),
-        )
-    };
-    check(r).map(|fd| fd as RawFd)
+    let mut tries = 0;
+    loop {
+        // SAFETY: `path` is NUL-terminated and `how` is a valid open_how whose size we pass; both outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                size_of::<libc::open_how>(),
+            )
+        };
+        match check(r) {
+            Err(libc::EAGAIN) if tries < OPENAT2_RETRIES => tries += 1,
+            r => return r.map(|fd| fd as RawFd),
+        }
+    }
 }
 
 pub(crate) fn openat(
