@@ -195,17 +195,7 @@ fn run_with_terminal_and_no_console_socket() {
     b.config["process"]["terminal"] = json!(false);
     b.save();
     let id = unique_id("exectty");
-    assert!(
-        rt.run(&[
-            "run",
-            "-d",
-            "-b",
-            b.path().to_str().unwrap_or_default(),
-            &id
-        ])
-        .status
-        .success()
-    );
+    rt.run_detached(&b, &id);
     let out = rt.run(&["exec", "-t", &id, "sh", "-c", "tty; exit 5"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(

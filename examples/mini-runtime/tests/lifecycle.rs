@@ -206,17 +206,7 @@ fn exec_with_flags() {
     let rt = Rt::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("exec");
-    assert!(
-        rt.run(&[
-            "run",
-            "-d",
-            "-b",
-            b.path().to_str().unwrap_or_default(),
-            &id
-        ])
-        .status
-        .success()
-    );
+    rt.run_detached(&b, &id);
     let out = rt.run(&["exec", &id, "hostname"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "mini-runtime");
@@ -474,17 +464,7 @@ fn preserve_fds_passes_caller_fds() {
     let rt = Rt::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("fds");
-    assert!(
-        rt.run(&[
-            "run",
-            "-d",
-            "-b",
-            b.path().to_str().unwrap_or_default(),
-            &id
-        ])
-        .status
-        .success()
-    );
+    rt.run_detached(&b, &id);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("passed");
     std::fs::write(&file, "through fd 3\n").expect("write");

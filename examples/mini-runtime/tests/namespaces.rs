@@ -56,17 +56,7 @@ fn join_namespaces_by_path_and_hostname() {
     a.config["domainname"] = json!("example.test");
     a.save();
     let ida = unique_id("pod");
-    assert!(
-        rt.run(&[
-            "run",
-            "-d",
-            "-b",
-            a.path().to_str().unwrap_or_default(),
-            &ida
-        ])
-        .status
-        .success()
-    );
+    rt.run_detached(&a, &ida);
     let apid = rt.state(&ida)["pid"].as_i64().unwrap_or(0);
     let mut b = Bundle::new(&[
         "sh",

@@ -19,17 +19,7 @@ fn runtime_binary_hidden_from_container() {
     let rt = Rt::new();
     let a = Bundle::new(&["sleep", "1000"]);
     let ida = unique_id("host");
-    assert!(
-        rt.run(&[
-            "run",
-            "-d",
-            "-b",
-            a.path().to_str().unwrap_or_default(),
-            &ida
-        ])
-        .status
-        .success()
-    );
+    rt.run_detached(&a, &ida);
     let apid = rt.state(&ida)["pid"].as_i64().unwrap_or(0);
     let mut b = Bundle::new(&["true"]);
     let ns = b.config["linux"]["namespaces"]
@@ -149,17 +139,7 @@ fn cwd_outside_root_refused() {
     // magic link out of the root, and the getcwd check refuses it.
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("cwdexec");
-    assert!(
-        rt.run(&[
-            "run",
-            "-d",
-            "-b",
-            b.path().to_str().unwrap_or_default(),
-            &id
-        ])
-        .status
-        .success()
-    );
+    rt.run_detached(&b, &id);
     let mut cmd = rt.cmd();
     cmd.args([
         "exec",

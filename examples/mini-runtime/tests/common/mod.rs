@@ -151,6 +151,17 @@ impl Rt {
         }
     }
 
+    /// `run -d -b <bundle> <id>`, which must succeed.
+    pub fn run_detached(&self, bundle: &Bundle, id: &str) {
+        let path = bundle.path().to_str().expect("bundle path is UTF-8");
+        let out = self.run(&["run", "-d", "-b", path, id]);
+        assert!(
+            out.status.success(),
+            "run -d {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn track(&self, id: &str) {
         self.ids.lock().expect("lock").push(id.to_string());
     }
