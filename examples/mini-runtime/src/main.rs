@@ -4,11 +4,17 @@
 mod image_cmd;
 mod oci_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// A small container runtime built from the cri-api, oci-runtime and image-store crates.
 #[derive(Debug, Parser)]
-#[command(name = "mini-runtime", version, about)]
+#[command(
+    name = "mini-runtime",
+    version,
+    about,
+    arg_required_else_help = true,
+    subcommand_required = true
+)]
 struct Cli {
     #[command(flatten)]
     oci: oci_cmd::GlobalOpts,
@@ -30,7 +36,14 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // `--version` as runc prints it (podman and containerd show it to users).
+    let version = format!(
+        "version {}\nspec: {}",
+        env!("CARGO_PKG_VERSION"),
+        oci_runtime::OCI_VERSION
+    );
+    let matches = Cli::command().long_version(version).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         None => {}
         Some(Command::Oci(c)) => std::process::exit(oci_cmd::run(&cli.oci, c)),

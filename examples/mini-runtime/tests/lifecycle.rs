@@ -360,7 +360,23 @@ fn features_and_spec() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("systemd"));
     let out = rt.cmd().arg("--version").output().expect("run");
-    assert!(stdout(&out).contains("mini-runtime"));
+    assert!(out.status.success());
+    let version = stdout(&out);
+    let mut lines = version.lines();
+    assert_eq!(
+        lines.next(),
+        Some(concat!("mini-runtime version ", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(lines.next(), Some("spec: 1.2.0"), "{version}");
+
+    // No command: usage on stderr and a failing status, not a silent success.
+    let out = rt.cmd().output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("Usage: mini-runtime"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
