@@ -383,19 +383,7 @@ fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
             .ok()
             .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
             .unwrap_or(false);
-    if wants_tty && a.detach {
-        return Err(CliError::Usage(
-            "cannot allocate a terminal for a detached container without --console-socket".into(),
-        ));
-    }
-    let console = if wants_tty {
-        Some(ConsoleSocket::bind()?)
-    } else {
-        None
-    };
-    if let Some(c) = &console {
-        opts.console_socket = Some(c.path.clone());
-    }
+    let console = proxy_console(wants_tty, a.detach, "container", &mut opts.console_socket)?;
     if !a.detach {
         // Before start: a signal that arrives while the container starts is held, not lost.
         install_forwarding();
@@ -614,19 +602,7 @@ fn exec_cmd(rt: &Runtime, a: ExecArgs) -> Result<i32, CliError> {
         preserve_fds: a.preserve_fds,
     };
     let wants_tty = opts.console_socket.is_none() && p.terminal().unwrap_or(false);
-    if wants_tty && a.detach {
-        return Err(CliError::Usage(
-            "cannot allocate a terminal for a detached process without --console-socket".into(),
-        ));
-    }
-    let console = if wants_tty {
-        Some(ConsoleSocket::bind()?)
-    } else {
-        None
-    };
-    if let Some(c) = &console {
-        opts.console_socket = Some(c.path.clone());
-    }
+    let console = proxy_console(wants_tty, a.detach, "process", &mut opts.console_socket)?;
     if !a.detach {
         install_forwarding();
     }
@@ -715,6 +691,28 @@ fn ps_cmd(rt: &Runtime, format: &str, id: &str, args: &[String]) -> Result<(), C
         }
     }
     Ok(())
+}
+
+/// A terminal wanted without `--console-socket` is proxied through a pty this
+/// process receives on a private socket, which it sets as the console socket.
+/// Only a foreground command can proxy; `what` names the thing being detached.
+fn proxy_console(
+    wants_tty: bool,
+    detach: bool,
+    what: &str,
+    console_socket: &mut Option<PathBuf>,
+) -> Result<Option<ConsoleSocket>, CliError> {
+    if !wants_tty {
+        return Ok(None);
+    }
+    if detach {
+        return Err(CliError::Usage(format!(
+            "cannot allocate a terminal for a detached {what} without --console-socket"
+        )));
+    }
+    let console = ConsoleSocket::bind()?;
+    *console_socket = Some(console.path.clone());
+    Ok(Some(console))
 }
 
 fn features() -> serde_json::Value {
