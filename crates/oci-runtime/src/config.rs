@@ -127,6 +127,12 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
             ));
         }
     }
+    if linux.cgroups_path().is_some() {
+        return Err(invalid(
+            "linux.cgroupsPath",
+            "cgroups are not supported yet: the container would stay in the caller's cgroup",
+        ));
+    }
     if linux.seccomp().is_some() {
         return Err(invalid(
             "linux.seccomp",
@@ -169,6 +175,21 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         }
     }
     let has = |t| namespaces.iter().any(|n| n.typ() == t);
+    if !has(LinuxNamespaceType::Mount) {
+        // The container's mounts are then the caller's: masking or remounting
+        // read-only there would change the host (runc refuses the same).
+        for (list, field) in [
+            (linux.masked_paths(), "linux.maskedPaths"),
+            (linux.readonly_paths(), "linux.readonlyPaths"),
+        ] {
+            if list.as_ref().is_some_and(|l| !l.is_empty()) {
+                return Err(invalid(field, "needs a mount namespace"));
+            }
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+            return Err(invalid("root.readonly", "needs a mount namespace"));
+        }
+    }
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if maps

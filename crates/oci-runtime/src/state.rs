@@ -30,6 +30,10 @@ pub(crate) struct Saved {
     pub exit_status: Option<i32>,
     /// Whether the container has its own pid namespace (so killing init kills all).
     pub own_pid_ns: bool,
+    /// Whether the container shares the caller's mount namespace, so its mounts
+    /// (all under the rootfs bind) are the host's and delete must detach them.
+    #[serde(default)]
+    pub shares_mount_ns: bool,
     /// The bundle's hooks, needed again at start and delete.
     pub hooks: Option<oci_spec::runtime::Hooks>,
     /// Owner (user name) for `list`.
@@ -243,6 +247,7 @@ mod tests {
             annotations: HashMap::new(),
             exit_status: None,
             own_pid_ns: true,
+            shares_mount_ns: false,
             hooks: None,
             owner: String::new(),
         }

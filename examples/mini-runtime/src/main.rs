@@ -1,4 +1,4 @@
-//! `mini-runtime`: a runc-compatible OCI runtime, image commands and a CRI server,
+//! `mini-runtime`: a runc-compatible OCI runtime and image commands,
 //! composed only from the crates of this workspace.
 
 mod image_cmd;
@@ -6,7 +6,7 @@ mod oci_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// A small container runtime built from the cri-api, oci-runtime and image-store crates.
+/// A small container runtime built from the oci-runtime and image-store crates.
 #[derive(Debug, Parser)]
 #[command(
     name = "mini-runtime",

@@ -735,7 +735,7 @@ fn features() -> serde_json::Value {
             "capabilities": caps,
             "cgroup": { "v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false },
             "seccomp": { "enabled": false },
-            "apparmor": { "enabled": false },
+            "apparmor": { "enabled": true },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } }
@@ -761,6 +761,17 @@ fn spec_cmd(bundle: &Path, rootless: bool) -> Result<(), CliError> {
     };
     spec.set_version(oci_runtime::OCI_VERSION.to_string());
     spec.set_hostname(Some("mini-runtime".into()));
+    if let Some(mut process) = spec.process().clone() {
+        // runc's default since 1.1.2: an inheritable set lets a program the
+        // container execs gain its file capabilities (CVE-2022-29162).
+        if let Some(mut caps) = process.capabilities().clone() {
+            caps.set_inheritable(None);
+            process.set_capabilities(Some(caps));
+        }
+        // As `runc spec`: an interactive shell on a terminal.
+        process.set_terminal(Some(true));
+        spec.set_process(Some(process));
+    }
     if let Some(mut linux) = spec.linux().clone() {
         // Cgroup limits and seccomp are not implemented yet: the default spec carries neither.
         linux.set_resources(None);

@@ -325,6 +325,7 @@ fn features_and_spec() {
     assert!(out.status.success());
     let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_eq!(f["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(f["linux"]["apparmor"]["enabled"], true);
     assert!(
         f["linux"]["namespaces"]
             .as_array()
@@ -345,6 +346,10 @@ fn features_and_spec() {
     assert!(c["linux"]["resources"].is_null());
     assert!(c["linux"]["seccomp"].is_null());
     assert!(c["linux"]["uidMappings"].is_array());
+    // runc >= 1.1.2's default: no inheritable set (CVE-2022-29162), a terminal.
+    assert!(c["process"]["capabilities"]["inheritable"].is_null(), "{c}");
+    assert!(c["process"]["capabilities"]["ambient"].is_array(), "{c}");
+    assert_eq!(c["process"]["terminal"], true);
     let out = rt
         .cmd()
         .args(["spec", "--bundle"])

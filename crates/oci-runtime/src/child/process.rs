@@ -32,24 +32,20 @@ pub(super) fn reset_signals() -> Result<(), Errno> {
     if r == -1 {
         return Err(sys::errno());
     }
-    // Rust ignores SIGPIPE and an ignored disposition survives exec; the payload expects the default.
+    // Every disposition back to the default: an ignored signal survives exec, and a
+    // host that ignores some (Rust ignores SIGPIPE; a CRI server or a shell's
+    // `trap '' TERM` others) must not pass that on to the payload. Handlers would be
+    // reset by exec anyway, but this process may take signals before it execs.
     let dfl = KSigaction {
         handler: libc::SIG_DFL,
         flags: 0,
         restorer: 0,
         mask: 0,
     };
-    for sig in [
-        libc::SIGPIPE,
-        libc::SIGCHLD,
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGWINCH,
-    ] {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
         // SAFETY: `dfl` is a kernel sigaction struct alive for the call; the old pointer may be null.
         let r = unsafe {
             libc::syscall(
@@ -268,16 +264,23 @@ pub(super) fn setup_process(plan: &InitPlan, slave: RawFd) -> R<()> {
         }
         for cap in 0..=plan.last_cap {
             if c.ambient & (1 << cap) != 0 {
-                let r = sys::prctl(
+                // The kernel refuses an ambient capability that is not both permitted
+                // and inheritable (EPERM); like runc, that leaves the capability out
+                // instead of failing the container.
+                match sys::prctl(
                     libc::PR_CAP_AMBIENT,
                     libc::PR_CAP_AMBIENT_RAISE as c_ulong,
                     cap as c_ulong,
-                );
-                r.map_err(|e| Fail {
-                    step: Step::Ambient,
-                    index: cap,
-                    errno: e,
-                })?;
+                ) {
+                    Ok(_) | Err(libc::EPERM) | Err(libc::EINVAL) => {}
+                    Err(e) => {
+                        return Err(Fail {
+                            step: Step::Ambient,
+                            index: cap,
+                            errno: e,
+                        });
+                    }
+                }
             }
         }
         sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0).map_err(at(Step::Capset, 2))?;

@@ -7,7 +7,7 @@ use libc::c_ulong;
 use super::devices::{dev_symlinks, make_device, setup_console};
 use super::resolve::{Create, IN_ROOT, resolve};
 use super::{ChildFds, Fail, R, Step, at};
-use crate::plan::{InitPlan, MountKind, MountPlan, RelPath, RootfsPlan};
+use crate::plan::{EnterRoot, InitPlan, MountKind, MountPlan, RelPath, RootfsPlan};
 use crate::sys::{self, Errno};
 
 /// Mount flags that a remount must keep (they may be locked in a user namespace).
@@ -228,10 +228,15 @@ pub(super) fn prepare_rootfs(
     slave: &mut RawFd,
 ) -> R<RawFd> {
     let null = std::ptr::null();
-    // Keep our mounts from propagating back to the host.
-    sys::mount(null, c"/".as_ptr(), null, r.propagation, null)
-        .map_err(at(Step::RootPropagation, 0))?;
-    // pivot_root needs the new root to be a mount point.
+    // Keep our mounts from propagating back to the host. Not when the container
+    // shares the caller's mount namespace: there it would change the propagation
+    // of the host's whole tree, and the container's mounts are the host's anyway.
+    if !r.enter.shares_mount_ns() {
+        sys::mount(null, c"/".as_ptr(), null, r.propagation, null)
+            .map_err(at(Step::RootPropagation, 0))?;
+    }
+    // pivot_root needs the new root to be a mount point; in a shared mount
+    // namespace the bind holds every container mount, so delete detaches them at once.
     sys::mount(
         r.rootfs.as_ptr(),
         r.rootfs.as_ptr(),
@@ -360,7 +365,7 @@ fn open_devnull() -> Result<RawFd, Errno> {
     }
 }
 
-/// pivot_root (or MS_MOVE + chroot) into the prepared rootfs, then the read-only root.
+/// pivot_root (or MS_MOVE + chroot, or only chroot) into the prepared rootfs, then the read-only root.
 pub(super) fn enter_root(r: &RootfsPlan, root: RawFd) -> R<()> {
     let null = std::ptr::null();
     // SAFETY: `root` is the rootfs dir fd from prepare_rootfs.
@@ -372,7 +377,7 @@ pub(super) fn enter_root(r: &RootfsPlan, root: RawFd) -> R<()> {
         });
     }
     sys::close(root);
-    if r.pivot {
+    if r.enter == EnterRoot::Pivot {
         // SAFETY: both paths are static "."; pivot_root stacks the old root under the new one.
         if unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } == -1 {
             return Err(Fail {
@@ -399,8 +404,10 @@ pub(super) fn enter_root(r: &RootfsPlan, root: RawFd) -> R<()> {
             });
         }
     } else {
-        sys::mount(c".".as_ptr(), c"/".as_ptr(), null, libc::MS_MOVE, null)
-            .map_err(at(Step::Pivot, 4))?;
+        if r.enter == EnterRoot::MoveChroot {
+            sys::mount(c".".as_ptr(), c"/".as_ptr(), null, libc::MS_MOVE, null)
+                .map_err(at(Step::Pivot, 4))?;
+        }
         // SAFETY: "." is a static path.
         if unsafe { libc::chroot(c".".as_ptr()) } == -1 {
             return Err(Fail {

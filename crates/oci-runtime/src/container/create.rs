@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{ContainerState, LinuxNamespaceType};
 
-use super::{Runtime, connect_console, current_user, state_json, write_pid_file};
+use super::{
+    Runtime, connect_console, current_user, detach_mounts, mount_id, state_json, write_pid_file,
+};
 use crate::config::{Bundle, validate_id};
 use crate::error::{Error, Result, cvt, io_err};
 use crate::plan::{self, PlanOptions};
@@ -76,13 +78,25 @@ impl Runtime {
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             exit_status: None,
             own_pid_ns,
+            shares_mount_ns: plan
+                .rootfs
+                .as_ref()
+                .is_some_and(|r| r.enter.shares_mount_ns()),
             hooks: bundle.spec.hooks().clone(),
             owner: current_user(),
         };
         let locked = Locked::create(&self.root, id, &saved)?;
+        let mount_before = saved.shares_mount_ns.then(|| mount_id(&saved.rootfs));
         match self.spawn_init(&locked, &plan, &mut saved, console, opts) {
             Ok(pid) => Ok(pid),
             Err(e) => {
+                // In the caller's mount namespace, a failed init leaves its mounts
+                // behind: detach them, but only if its rootfs bind got made.
+                if let Some(before) = mount_before
+                    && mount_id(&saved.rootfs) != before
+                {
+                    let _ = detach_mounts(&saved.rootfs);
+                }
                 let _ = locked.remove();
                 Err(e)
             }

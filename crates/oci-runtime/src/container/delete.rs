@@ -2,7 +2,7 @@
 
 use oci_spec::runtime::ContainerState;
 
-use super::{Runtime, pidfd, signal_pidfd, state_json, wait_gone};
+use super::{Runtime, detach_mounts, pidfd, signal_pidfd, state_json, wait_gone};
 use crate::error::{Error, Result};
 use crate::{hooks, procfs};
 
@@ -42,6 +42,11 @@ impl Runtime {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
+        }
+        if s.shares_mount_ns {
+            // The container's mounts live in the host's namespace, all under the
+            // rootfs bind: detach that, and with it every one of them.
+            detach_mounts(&s.rootfs)?;
         }
         let mut info = self.info(&s);
         info.state.set_status(ContainerState::Stopped);

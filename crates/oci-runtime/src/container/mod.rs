@@ -257,6 +257,30 @@ fn wait_gone(fd: &OwnedFd, pid: i32, timeout_ms: i32) -> Result<()> {
     Ok(())
 }
 
+/// The id of the mount `path` is on (`statx` `STATX_MNT_ID`), if it can be read.
+fn mount_id(path: &Path) -> Option<u64> {
+    rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::AtFlags::empty(),
+        rustix::fs::StatxFlags::MNT_ID,
+    )
+    .ok()
+    .map(|s| s.stx_mnt_id)
+}
+
+/// Lazily detaches the mount on `path` and every mount below it; nothing mounted there is fine.
+fn detach_mounts(path: &Path) -> Result<()> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::Io {
+            operation: "detaching the container's mounts under",
+            path: path.to_path_buf(),
+            source: e.into(),
+        }),
+    }
+}
+
 fn state_json(info: &ContainerInfo) -> Vec<u8> {
     serde_json::to_vec(&info.state).unwrap_or_default()
 }

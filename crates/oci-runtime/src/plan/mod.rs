@@ -16,7 +16,8 @@ mod rootfs;
 pub(crate) use process::{ProcessPlan, cap_number, last_cap, process_plan};
 pub use process::{cap_number_by_name, known_capabilities};
 pub(crate) use rootfs::{
-    DevicePlan, MountKind, MountPlan, RelPath, RootfsPlan, parse_mount_options, propagation_flag,
+    DevicePlan, EnterRoot, MountKind, MountPlan, RelPath, RootfsPlan, parse_mount_options,
+    propagation_flag,
 };
 use rootfs::{default_devices, mount_plan};
 
@@ -143,9 +144,8 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
             None => new_flags |= ns_flag(ns.typ()),
         }
     }
-    if new_flags & libc::CLONE_NEWNS == 0 && !join.iter().any(|j| j.nstype == libc::CLONE_NEWNS) {
-        return Err(invalid("linux.namespaces", "a mount namespace is required"));
-    }
+    let shares_mount_ns =
+        new_flags & libc::CLONE_NEWNS == 0 && !join.iter().any(|j| j.nstype == libc::CLONE_NEWNS);
     join.sort_by_key(|j| j.nstype != libc::CLONE_NEWUSER);
     let joins_user = join.iter().any(|j| j.nstype == libc::CLONE_NEWUSER);
     let joins_pid = join.iter().any(|j| j.nstype == libc::CLONE_NEWPID);
@@ -244,7 +244,13 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
             .as_ref()
             .and_then(|r| r.readonly())
             .unwrap_or(false),
-        pivot: !opts.no_pivot,
+        enter: if shares_mount_ns {
+            EnterRoot::Chroot
+        } else if opts.no_pivot {
+            EnterRoot::MoveChroot
+        } else {
+            EnterRoot::Pivot
+        },
         cwd: RelPath::new(process.cwd(), "process.cwd")?,
     });
     let mut sysctl = Vec::new();

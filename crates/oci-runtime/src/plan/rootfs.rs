@@ -138,8 +138,27 @@ pub(crate) struct RootfsPlan {
     pub masked: Vec<RelPath>,
     pub readonly: Vec<RelPath>,
     pub readonly_root: bool,
-    pub pivot: bool,
+    pub enter: EnterRoot,
     pub cwd: RelPath,
+}
+
+/// How the init makes the prepared rootfs its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnterRoot {
+    /// `pivot_root`, then detach the old root: the default in a new mount namespace.
+    Pivot,
+    /// `MS_MOVE` of the rootfs onto `/`, then `chroot` (`--no-pivot`, for ramfs roots).
+    MoveChroot,
+    /// Only `chroot`: the container shares the caller's mount namespace, where
+    /// neither pivoting nor moving `/` is allowed or wanted (runc does the same).
+    Chroot,
+}
+
+impl EnterRoot {
+    /// Whether the container's mounts are made in the caller's mount namespace.
+    pub(crate) fn shares_mount_ns(self) -> bool {
+        self == EnterRoot::Chroot
+    }
 }
 
 /// Maps a propagation name (`rslave`, `private`, …) to its `MS_*` flags.
