@@ -44,9 +44,10 @@ fn run_one(kind: &'static str, h: &Hook, state: &[u8]) -> Result<()> {
         // A hook that ignores its stdin may close it early; that is not a failure.
         let _ = stdin.write_all(state);
     }
+    // A timeout too large for the clock is no deadline at all.
     let deadline = h
         .timeout()
-        .map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+        .and_then(|t| Instant::now().checked_add(Duration::from_secs(t.max(1) as u64)));
     loop {
         match child.try_wait() {
             Ok(Some(st)) if st.success() => return Ok(()),

@@ -249,6 +249,49 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> Result<usize> {
     Ok(got)
 }
 
+/// A failed container-side hook: `index` counts createContainer hooks, then startContainer ones.
+fn hook_error(plan: &InitPlan, step: Option<Step>, index: usize, value: i32) -> Error {
+    let creates = plan.create_container_hooks.len();
+    let (kind, hook) = if index < creates {
+        ("createContainer", plan.create_container_hooks.get(index))
+    } else {
+        (
+            "startContainer",
+            plan.start_container_hooks.get(index - creates),
+        )
+    };
+    let path = hook
+        .map(|h| std::path::PathBuf::from(h.path.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let (reason, source) = match step {
+        Some(Step::HookExit) if libc::WIFEXITED(value) => (
+            format!("exited with status {}", libc::WEXITSTATUS(value)),
+            None,
+        ),
+        Some(Step::HookExit) if libc::WIFSIGNALED(value) => {
+            (format!("killed by signal {}", libc::WTERMSIG(value)), None)
+        }
+        Some(Step::HookExit) => (format!("failed (wait status {value:#x})"), None),
+        Some(Step::HookTimeout) => (
+            format!(
+                "timed out after {}s",
+                hook.map_or(0, |h| h.timeout_ms / 1000)
+            ),
+            None,
+        ),
+        _ => (
+            "cannot be run".to_string(),
+            Some(std::io::Error::from_raw_os_error(value)),
+        ),
+    };
+    Error::Hook {
+        kind,
+        path,
+        reason,
+        source,
+    }
+}
+
 /// Turns a child's `(step, index, errno)` into an error naming the step and its subject.
 fn describe(plan: &InitPlan, msg: Msg) -> Error {
     let i = msg.index as usize;
@@ -356,20 +399,8 @@ fn describe(plan: &InitPlan, msg: Msg) -> Error {
                 .map(|a| a.to_string_lossy().into_owned()),
         ),
         Some(Step::WaitStart) => ("waiting for start", None),
-        Some(Step::Hook) | Some(Step::HookTimeout) => {
-            let hooks = plan
-                .create_container_hooks
-                .iter()
-                .chain(plan.start_container_hooks.iter());
-            let path = hooks
-                .clone()
-                .nth(i)
-                .map(|h| h.path.to_string_lossy().into_owned());
-            if step == Some(Step::HookTimeout) {
-                ("hook timed out", path)
-            } else {
-                ("hook failed (errno is its exit status)", path)
-            }
+        Some(Step::Hook) | Some(Step::HookTimeout) | Some(Step::HookExit) => {
+            return hook_error(plan, step, i, msg.value);
         }
         Some(Step::Exec) => (
             "exec",

@@ -25,6 +25,10 @@ pub(crate) struct Saved {
     /// RFC 3339 creation time.
     pub created: String,
     pub started: bool,
+    /// Set while prestart and createRuntime hooks run: the init exists (`pid` is
+    /// set, so those hooks can find it) but `create` has not finished.
+    #[serde(default)]
+    pub creating: bool,
     pub annotations: HashMap<String, String>,
     /// The init's exit status, once someone who waited for it recorded it.
     pub exit_status: Option<i32>,
@@ -131,12 +135,7 @@ impl Locked {
     }
 
     pub(crate) fn load(&self, id: &str) -> Result<Saved> {
-        let path = self.dir.join("state.json");
-        let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::State {
-            id: id.to_string(),
-            source,
-        })
+        read_state(&self.dir, id)
     }
 
     pub(crate) fn save(&self, saved: &Saved) -> Result<()> {
@@ -155,6 +154,27 @@ impl Locked {
     pub(crate) fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.dir).map_err(io_err("removing state dir", &self.dir))
     }
+}
+
+/// Reads a container's state without taking its lock. `state.json` is only ever
+/// replaced by a rename, so a reader sees a whole old or new state; this is what
+/// lets a prestart hook run `state` for the container whose `create` holds the lock.
+pub(crate) fn read_unlocked(root: &Path, id: &str) -> Result<Saved> {
+    match read_state(&root.join(id), id) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::NotFound { id: id.to_string() })
+        }
+        r => r,
+    }
+}
+
+fn read_state(dir: &Path, id: &str) -> Result<Saved> {
+    let path = dir.join("state.json");
+    let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::State {
+        id: id.to_string(),
+        source,
+    })
 }
 
 fn cpath(p: &Path) -> std::result::Result<std::ffi::CString, std::ffi::NulError> {
@@ -244,6 +264,7 @@ mod tests {
             start_time: 0,
             created: rfc3339(std::time::SystemTime::now()),
             started: false,
+            creating: false,
             annotations: HashMap::new(),
             exit_status: None,
             own_pid_ns: true,

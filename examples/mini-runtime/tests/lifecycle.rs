@@ -511,3 +511,47 @@ fn preserve_fds_passes_caller_fds() {
     assert!(!out.status.success());
     assert!(rt.run(&["delete", "-f", &id]).status.success());
 }
+
+/// A host that ignores or blocks signals (a CRI server, a shell's `trap ''`)
+/// does not pass that on: the payload starts with every disposition at its
+/// default and an empty signal mask.
+#[test]
+fn ignored_and_blocked_signals_of_the_host_are_reset() {
+    if !root_or_skip("ignored_and_blocked_signals_of_the_host_are_reset") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let rt = Rt::new();
+    let b = Bundle::new(&["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
+    let id = unique_id("signals");
+    rt.track(&id);
+    let mut cmd = rt.cmd();
+    cmd.args(["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (signal, sigprocmask) on this process.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Some the child always reset, some it once left alone (ALRM, TTOU, a realtime one).
+            for sig in [
+                libc::SIGTERM,
+                libc::SIGHUP,
+                libc::SIGUSR1,
+                libc::SIGALRM,
+                libc::SIGTTOU,
+                libc::SIGRTMIN() + 5,
+            ] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run mini-runtime");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("SigIgn:\t0000000000000000"), "{text}");
+    assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+}

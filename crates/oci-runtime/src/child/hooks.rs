@@ -7,6 +7,8 @@ use crate::plan::HookPlan;
 use crate::sys::{self, Errno};
 
 /// Runs one container-side hook with the state JSON on its stdin and a timeout.
+/// A hook that fails is reported as [`Step::HookExit`] with its wait status;
+/// one that could not be run as [`Step::Hook`] with an errno.
 pub(super) fn run_hook(
     h: &HookPlan,
     ptrs: Option<&(Vec<*const c_char>, Vec<*const c_char>)>,
@@ -73,11 +75,64 @@ pub(super) fn run_hook(
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
         Ok(())
     } else {
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
+        // The raw wait status: the parent tells an exit code from a signal.
+        Err((Step::HookExit, status))
+    }
+}
+
+/// Writes `container init: startContainer hook <path> <what happened>` to stderr,
+/// without allocating.
+pub(super) fn report_start_hook_failure(h: &HookPlan, step: Step, value: i32) {
+    let mut num = [0u8; 12];
+    let (what, n): (&[u8], i32) = match step {
+        Step::HookExit if libc::WIFEXITED(value) => {
+            (b" exited with status ", libc::WEXITSTATUS(value))
+        }
+        Step::HookExit if libc::WIFSIGNALED(value) => {
+            (b" killed by signal ", libc::WTERMSIG(value))
+        }
+        Step::HookTimeout => (b" timed out", -1),
+        _ => (b" could not be run, errno ", value),
+    };
+    let parts: [&[u8]; 5] = [
+        b"container init: startContainer hook ",
+        h.path.as_bytes(),
+        what,
+        if n >= 0 {
+            format_decimal(n as u32, &mut num)
         } else {
-            128 + libc::WTERMSIG(status)
-        };
-        Err((Step::Hook, code))
+            b""
+        },
+        b"\n",
+    ];
+    for p in parts {
+        let _ = sys::write_all(2, p);
+    }
+}
+
+/// `n` in decimal, in `buf`.
+fn format_decimal(mut n: u32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal() {
+        let mut b = [0u8; 12];
+        assert_eq!(format_decimal(0, &mut b), b"0");
+        assert_eq!(format_decimal(137, &mut b), b"137");
+        assert_eq!(format_decimal(u32::MAX, &mut b), b"4294967295");
     }
 }

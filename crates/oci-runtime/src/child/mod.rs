@@ -19,7 +19,7 @@ mod resolve;
 mod rootfs;
 
 use devices::setup_console;
-use hooks::run_hook;
+use hooks::{report_start_hook_failure, run_hook};
 use process::{close_other_fds_keep, find_executable, reset_signals, setup_process};
 use procfs::{private_procfs, write_proc};
 use rootfs::{enter_root, prepare_rootfs};
@@ -108,6 +108,8 @@ pub(crate) enum Step {
     WaitStart,
     Hook,
     HookTimeout,
+    /// A hook ran and failed; the message's value is its wait status, not an errno.
+    HookExit,
     Exec,
     Chroot,
     IoPriority,
@@ -117,7 +119,7 @@ pub(crate) enum Step {
 }
 
 impl Step {
-    pub(crate) const ALL: [Step; 49] = [
+    pub(crate) const ALL: [Step; 50] = [
         Step::Signals,
         Step::CloseFds,
         Step::Setns,
@@ -161,6 +163,7 @@ impl Step {
         Step::WaitStart,
         Step::Hook,
         Step::HookTimeout,
+        Step::HookExit,
         Step::Exec,
         Step::Chroot,
         Step::IoPriority,
@@ -567,11 +570,17 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         sys::close(fds.fifo);
     }
     for (i, h) in plan.start_container_hooks.iter().enumerate() {
-        run_hook(h, a.hook_ptrs.get(hook_count + i), state).map_err(|(step, e)| Fail {
-            step,
-            index: i as u32,
-            errno: e,
-        })?;
+        // Indexed after the createContainer hooks, as in `hook_ptrs`.
+        if let Err((step, e)) = run_hook(h, a.hook_ptrs.get(hook_count + i), state) {
+            // `create` returned long ago and nobody reads our pipe any more: say it
+            // on the container's stderr, which whoever started it is watching.
+            report_start_hook_failure(h, step, e);
+            return Err(Fail {
+                step,
+                index: (hook_count + i) as u32,
+                errno: e,
+            });
+        }
     }
     // SAFETY: `exe` is NUL-terminated; argv/envp are null-terminated pointer arrays whose
     // strings live in the plan, which outlives this call.

@@ -75,6 +75,7 @@ impl Runtime {
             start_time: 0,
             created: rfc3339(std::time::SystemTime::now()),
             started: false,
+            creating: false,
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             exit_status: None,
             own_pid_ns,
@@ -132,6 +133,9 @@ impl Runtime {
             let mut s = base.clone();
             s.pid = pid;
             s.start_time = procfs::stat(&self.proc_root, pid).map(|x| x.0).unwrap_or(0);
+            // Recorded before the hooks run, so that a hook can find the container.
+            s.creating = true;
+            locked.save(&s)?;
             let mut info = self.info(&s);
             info.state.set_status(ContainerState::Creating);
             info.state.set_pid(Some(pid));

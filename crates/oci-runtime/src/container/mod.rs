@@ -70,6 +70,8 @@ impl Runtime {
             ContainerState::Creating
         } else if !procfs::alive(&self.proc_root, s.pid, s.start_time) {
             ContainerState::Stopped
+        } else if s.creating {
+            ContainerState::Creating
         } else if s.started {
             ContainerState::Running
         } else {
@@ -85,6 +87,7 @@ impl Runtime {
         state.set_status(status);
         state.set_pid(match status {
             ContainerState::Created | ContainerState::Running => Some(s.pid),
+            ContainerState::Creating if s.pid > 0 => Some(s.pid),
             _ => None,
         });
         state.set_bundle(s.bundle.clone());
@@ -102,10 +105,12 @@ impl Runtime {
         }
     }
 
-    /// The runtime-spec state of a container.
+    /// The runtime-spec state of a container. Takes no lock, so it answers even
+    /// while another process holds the container (a prestart hook asking about the
+    /// container being created).
     pub fn state(&self, id: &str) -> Result<ContainerInfo> {
-        let l = self.open(id)?;
-        Ok(self.info(&l.load(id)?))
+        crate::config::validate_id(id)?;
+        Ok(self.info(&crate::state::read_unlocked(&self.root, id)?))
     }
 
     /// All containers under the root, sorted by id.

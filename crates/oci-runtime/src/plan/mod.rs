@@ -114,7 +114,11 @@ fn hook_plans(hooks: Option<&Vec<oci_spec::runtime::Hook>>, field: &str) -> Resu
                 path,
                 args,
                 env: cstrings(h.env().as_deref().unwrap_or(&[]), field)?,
-                timeout_ms: h.timeout().map(|t| t * 1000).unwrap_or(i64::MAX / 4),
+                // Saturating: a timeout of i64::MAX seconds means "never".
+                timeout_ms: h
+                    .timeout()
+                    .map(|t| t.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
             })
         })
         .collect()
