@@ -117,6 +117,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The state JSON for container-side hooks outgrew the buffer reserved for it.
+    #[error("state JSON of {len} bytes for container hooks exceeds the {capacity} bytes reserved")]
+    StateTooLarge {
+        /// Its length.
+        len: usize,
+        /// What was reserved.
+        capacity: usize,
+    },
     /// An unknown signal name or number.
     #[error("unknown signal {0:?}")]
     Signal(String),

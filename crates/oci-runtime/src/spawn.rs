@@ -25,6 +25,11 @@ pub(crate) struct SpawnIo {
     pub exec_root: Option<OwnedFd>,
     /// Wait until the payload has exec'd (exec) instead of until it is ready (create).
     pub wait_exec: bool,
+    /// The process whose namespaces `plan.join_pidfd_flags` names (exec).
+    pub pidfd: Option<OwnedFd>,
+    /// Bytes reserved for the state JSON that container-side hooks read; the
+    /// child cannot allocate, so the parent sizes its buffer before the clone.
+    pub state_capacity: usize,
 }
 
 fn ptr_array(v: &[CString]) -> Vec<*const c_char> {
@@ -111,7 +116,7 @@ pub(crate) fn spawn(
     }
     let (mut from_child, to_parent) = pipe()?;
     let (from_parent, mut to_child) = pipe()?;
-    let mut state_buf = vec![0u8; 64 * 1024];
+    let mut state_buf = vec![0u8; io.state_capacity];
     let raw = |o: &Option<OwnedFd>| o.as_ref().map_or(-1, |f| f.as_raw_fd());
     let fds = ChildFds {
         to_parent: to_parent.as_raw_fd(),
@@ -121,6 +126,7 @@ pub(crate) fn spawn(
         console: raw(&io.console),
         keep_below: 3 + io.preserve_fds as RawFd,
         exec_root: raw(&io.exec_root),
+        pidfd: raw(&io.pidfd),
     };
     let mut args = ChildArgs {
         plan,
@@ -161,6 +167,7 @@ pub(crate) fn spawn(
     drop(to_parent);
     drop(from_parent);
     let wait_exec = io.wait_exec;
+    let state_capacity = io.state_capacity;
     drop(io);
     drop(join_files);
     let mut init_pid = stage_pid;
@@ -199,6 +206,13 @@ pub(crate) fn spawn(
                     .map_err(io_err("signalling", "init"))?;
             }
             child::MSG_HOOKS => match on_hooks(init_pid) {
+                Ok(state) if state.len() > state_capacity => {
+                    let _ = to_child.write_all(&[1]);
+                    return Err(Error::StateTooLarge {
+                        len: state.len(),
+                        capacity: state_capacity,
+                    });
+                }
                 Ok(state) => {
                     let mut out = vec![0u8];
                     out.extend_from_slice(&(state.len() as u32).to_ne_bytes());
@@ -305,6 +319,9 @@ fn describe(plan: &InitPlan, msg: Msg) -> Error {
     let (name, detail): (&str, Option<String>) = match step {
         Some(Step::Signals) => ("resetting signals", None),
         Some(Step::CloseFds) => ("closing inherited fds", None),
+        Some(Step::Setns) if msg.index == u32::MAX => {
+            ("joining the container's namespaces through its pidfd", None)
+        }
         Some(Step::Setns) => (
             "joining namespace",
             plan.join.get(i).map(|j| j.path.display().to_string()),

@@ -146,3 +146,32 @@ fn huge_hook_timeouts_are_accepted() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+/// Container-side hooks get the whole state however large it is (here over
+/// 64 KiB of annotations), never a silently cut one.
+#[test]
+fn container_hooks_get_a_large_state_whole() {
+    if !root_or_skip("container_hooks_get_a_large_state_whole") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    let logs = tempfile::tempdir().expect("tempdir");
+    let out = logs.path().join("state");
+    let annotations: serde_json::Map<String, serde_json::Value> = (0..100)
+        .map(|i| (format!("example.com/key-{i}"), json!("v".repeat(1000))))
+        .collect();
+    b.config["annotations"] = serde_json::Value::Object(annotations);
+    b.config["hooks"] = json!({
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", out.display())]}],
+    });
+    b.save();
+    let id = unique_id("big-state");
+    let res = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+    assert!(res.status.success(), "{}", stderr(&res));
+    let text = std::fs::read(&out).unwrap_or_default();
+    assert!(text.len() > 100_000, "{} bytes", text.len());
+    let s: serde_json::Value = serde_json::from_slice(&text).expect("the hook got whole JSON");
+    assert_eq!(s["annotations"]["example.com/key-99"], "v".repeat(1000));
+    assert_eq!(s["status"], "created");
+}

@@ -204,6 +204,8 @@ pub(crate) struct ChildFds {
     pub fifo: RawFd,
     /// One fd per `plan.join` entry.
     pub join: [RawFd; 8],
+    /// A pidfd whose namespaces (`plan.join_pidfd_flags`) are joined, or -1.
+    pub pidfd: RawFd,
     /// Connected `--console-socket` or -1.
     pub console: RawFd,
     /// Fds below this number are the caller's (stdio plus `--preserve-fds`).
@@ -298,6 +300,7 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         fds.fifo,
         fds.console,
         fds.exec_root,
+        fds.pidfd,
     ]
     .into_iter()
     .chain(fds.join)
@@ -311,6 +314,18 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
     // SAFETY: umask only sets this process's file-creation mask.
     unsafe { libc::umask(0) };
 
+    if fds.pidfd >= 0 {
+        // All at once, and pinned: a pidfd names one process, never a recycled pid.
+        // SAFETY: `pidfd` is a pidfd opened by the parent and kept open above.
+        if unsafe { libc::setns(fds.pidfd, plan.join_pidfd_flags) } == -1 {
+            return Err(Fail {
+                step: Step::Setns,
+                index: u32::MAX,
+                errno: sys::errno(),
+            });
+        }
+        sys::close(fds.pidfd);
+    }
     for (i, j) in plan.join.iter().enumerate() {
         let fd = fds.join.get(i).copied().unwrap_or(-1);
         // SAFETY: `fd` is a namespace fd opened by the parent and kept open above.
@@ -522,7 +537,14 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         }
         let mut len = [0u8; 4];
         sys::read_full(fds.from_parent, &mut len).map_err(at(Step::SyncParent, 1))?;
-        state_len = (u32::from_ne_bytes(len) as usize).min(a.state_buf.len());
+        state_len = u32::from_ne_bytes(len) as usize;
+        if state_len > a.state_buf.len() {
+            return Err(Fail {
+                step: Step::SyncParent,
+                index: 3,
+                errno: libc::E2BIG,
+            });
+        }
         let buf = a.state_buf.get_mut(..state_len).unwrap_or(&mut []);
         sys::read_full(fds.from_parent, buf).map_err(at(Step::SyncParent, 2))?;
     }

@@ -150,12 +150,22 @@ impl Runtime {
             info.state.set_status(ContainerState::Created);
             Ok(state_json(&info))
         };
+        // The longest state the container-side hooks can be sent: the most digits
+        // a pid has, the longest status name.
+        let state_capacity = {
+            let mut info = self.info(saved);
+            info.state.set_status(ContainerState::Creating);
+            info.state.set_pid(Some(i32::MAX));
+            state_json(&info).len()
+        };
         let io = SpawnIo {
             fifo: Some(fifo.into()),
             console,
             preserve_fds: opts.preserve_fds,
             exec_root: None,
             wait_exec: false,
+            pidfd: None,
+            state_capacity,
         };
         let pid = spawn(plan, io, &mut on_hooks)?;
         let mut finish = || -> Result<()> {

@@ -8,7 +8,7 @@ use oci_spec::runtime::{ContainerState, Process};
 use super::{Runtime, connect_console, write_pid_file};
 use crate::config::validate_process;
 use crate::error::{Error, Result, io_err};
-use crate::plan::{self, InitPlan, JoinNs};
+use crate::plan::{self, InitPlan};
 use crate::spawn::{SpawnIo, spawn};
 
 /// Options of `exec`, as runc's flags name them.
@@ -57,16 +57,24 @@ impl Runtime {
             });
         }
         let last_cap = plan::last_cap(&self.proc_root);
+        let stopped = || Error::WrongState {
+            id: id.into(),
+            status: "stopped".into(),
+            operation: "exec",
+        };
+        // The pidfd pins the init: checked against its start time once, it names
+        // that process and no other, so the namespaces joined through it are the
+        // container's even if the init dies and its pid is reused meanwhile.
+        let Some(pidfd) = super::pidfd(&self.proc_root, s.pid, s.start_time)? else {
+            return Err(stopped());
+        };
         let proc_pid = self.proc_root.join(s.pid.to_string());
-        let mut join = Vec::new();
+        let mut join_flags = 0;
         for (name, nstype) in NAMESPACES {
             let theirs = proc_pid.join("ns").join(name);
             let ours = self.proc_root.join("self/ns").join(name);
             match (std::fs::read_link(&theirs), std::fs::read_link(&ours)) {
-                (Ok(a), Ok(b)) if a != b => join.push(JoinNs {
-                    path: theirs,
-                    nstype,
-                }),
+                (Ok(a), Ok(b)) if a != b => join_flags |= nstype,
                 _ => {}
             }
         }
@@ -76,13 +84,10 @@ impl Runtime {
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
             .open(&root_path)
             .map_err(io_err("opening container root", &root_path))?;
-        // The pidfd-free check: the pid we opened must still be the container's init.
-        if !crate::procfs::alive(&self.proc_root, s.pid, s.start_time) {
-            return Err(Error::WrongState {
-                id: id.into(),
-                status: "stopped".into(),
-                operation: "exec",
-            });
+        // Paths under /proc/<pid> are the init's only while it lives: still alive
+        // after they were read and opened, the pid was not reused in between.
+        if super::exited(&pidfd)? {
+            return Err(stopped());
         }
         let process_plan = plan::process_plan(process, last_cap, "process")?;
         let console = match (&opts.console_socket, process_plan.terminal) {
@@ -98,7 +103,8 @@ impl Runtime {
         let plan = InitPlan {
             clone_flags: 0,
             unshare_flags: 0,
-            join,
+            join: Vec::new(),
+            join_pidfd_flags: join_flags,
             two_stage: true,
             new_user: false,
             uid_map: String::new(),
@@ -121,6 +127,8 @@ impl Runtime {
             preserve_fds: opts.preserve_fds,
             exec_root: Some(exec_root.into()),
             wait_exec: true,
+            pidfd: Some(pidfd),
+            state_capacity: 0,
         };
         let pid = spawn(&plan, io, &mut |_| Ok(Vec::new()))?;
         drop(l);

@@ -66,12 +66,11 @@ impl Runtime {
     }
 
     fn status(&self, s: &Saved) -> ContainerState {
-        if s.pid == 0 {
+        // A create that died half-way stays `creating`, for `delete --force` to clean.
+        if s.pid == 0 || s.creating {
             ContainerState::Creating
         } else if !procfs::alive(&self.proc_root, s.pid, s.start_time) {
             ContainerState::Stopped
-        } else if s.creating {
-            ContainerState::Creating
         } else if s.started {
             ContainerState::Running
         } else {
@@ -87,7 +86,9 @@ impl Runtime {
         state.set_status(status);
         state.set_pid(match status {
             ContainerState::Created | ContainerState::Running => Some(s.pid),
-            ContainerState::Creating if s.pid > 0 => Some(s.pid),
+            ContainerState::Creating if procfs::alive(&self.proc_root, s.pid, s.start_time) => {
+                Some(s.pid)
+            }
             _ => None,
         });
         state.set_bundle(s.bundle.clone());
@@ -213,6 +214,25 @@ fn pidfd(proc_root: &Path, pid: i32, start_time: u64) -> Result<Option<OwnedFd>>
         Ok(Some(fd))
     } else {
         Ok(None)
+    }
+}
+
+/// Whether the pidfd's process has exited (its pidfd polls readable).
+fn exited(fd: &OwnedFd) -> Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut p, PollTimeout::ZERO) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(Error::Sys {
+                    operation: "poll pidfd",
+                    source: e.into(),
+                });
+            }
+        }
     }
 }
 

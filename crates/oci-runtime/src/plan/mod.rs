@@ -46,6 +46,9 @@ pub(crate) struct InitPlan {
     pub unshare_flags: libc::c_int,
     /// Namespaces joined first, user namespace first.
     pub join: Vec<JoinNs>,
+    /// `CLONE_NEW*` flags of the namespaces joined at once through a pidfd (exec),
+    /// before `join`; 0 for none.
+    pub join_pidfd_flags: libc::c_int,
     /// Whether a second `clone` is needed so the payload lands in a joined or unshared pid/time namespace.
     pub two_stage: bool,
     /// Whether a new user namespace is created (the parent writes the id maps).
@@ -286,6 +289,7 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
         clone_flags,
         unshare_flags,
         join,
+        join_pidfd_flags: 0,
         two_stage,
         new_user,
         uid_map: fmt_map(linux.uid_mappings()),
