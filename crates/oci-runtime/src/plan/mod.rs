@@ -325,3 +325,5 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
             .transpose()?,
     })
 }
+#[cfg(test)]
+mod tests;
