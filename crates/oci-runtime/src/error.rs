@@ -117,6 +117,16 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The operation would let a container see this process while it is a copy of
+    /// a runtime binary the container could overwrite (CVE-2019-5736).
+    #[error(
+        "{operation}: the runtime binary is writable and the container would see this process; \
+         call oci_runtime::protect_exe at start (CVE-2019-5736)"
+    )]
+    UnprotectedExe {
+        /// What was refused.
+        operation: &'static str,
+    },
     /// The state JSON for container-side hooks outgrew the buffer reserved for it.
     #[error("state JSON of {len} bytes for container hooks exceeds the {capacity} bytes reserved")]
     StateTooLarge {

@@ -469,7 +469,11 @@ impl Bar {
 /// cleans up, saying what happens at each step.
 pub(crate) fn demo() -> i32 {
     let work = std::env::temp_dir().join(format!("mini-runtime-demo-{}", std::process::id()));
-    let res = demo_in(&work);
+    // The demo runs a container: first re-execute from a protected binary (the
+    // pid, and so `work`, stay the same).
+    let res = oci_runtime::protect_exe(&work.join("exe-lower"))
+        .map_err(CmdError::from)
+        .and_then(|_| demo_in(&work));
     let _ = std::fs::remove_dir_all(&work);
     match res {
         Ok(code) => {

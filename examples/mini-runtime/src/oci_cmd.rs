@@ -317,6 +317,25 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
     if g.systemd_cgroup {
         return Err(CliError::Systemd);
     }
+    // Before anything of a container exists: from here on this process (and every
+    // copy of it that becomes a container's init) runs from a binary no container
+    // can write. Only where a container could see such a copy, since re-executing
+    // costs a process start: exec, and an init joining a populated pid namespace.
+    let bundle = match &cmd {
+        OciCommand::Create(a) => Some(&a.bundle),
+        OciCommand::Run(a) => Some(&a.create.bundle),
+        _ => None,
+    };
+    let protect = match bundle {
+        // A bundle that does not load fails in create, with its error.
+        Some(b) => {
+            oci_runtime::Bundle::load(b).is_ok_and(|b| oci_runtime::needs_protected_exe(&b.spec))
+        }
+        None => matches!(cmd, OciCommand::Exec(_)),
+    };
+    if protect {
+        oci_runtime::protect_exe(&g.root.join(".exe-lower"))?;
+    }
     let rt = Runtime::new(&g.root);
     match cmd {
         OciCommand::Create(a) => {

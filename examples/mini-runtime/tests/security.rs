@@ -332,10 +332,13 @@ fn dangling_symlink_destination_created_inside_root() {
     assert!(b.rootfs().join("made/here/data").is_dir());
 }
 
-/// The attacker for `runtime_binary_hidden_during_exec`: a tight loop over
-/// `/proc` that opens every other process's `exe`; one as large as the runtime
-/// binary is recorded in HITS and reopened for writing. It counts the foreign
-/// processes it saw in SEEN, which shows it watched the execs.
+/// The attacker for `runtime_binary_never_writable_from_container`: a tight
+/// loop over `/proc` that opens every other process's `exe`, as a container
+/// process holding CAP_SYS_PTRACE may even while the runtime is not dumpable.
+/// Reaching the host binary's inode is recorded in HITS (the CVE-2019-5736
+/// precondition: that fd can be reopened for writing once the runtime exits),
+/// and so is any view of the same size that reopens for writing. It counts the
+/// runtime copies it saw in SEEN, which shows it watched them.
 const EXE_WATCHER: &str = r#"
 #include <dirent.h>
 #include <fcntl.h>
@@ -345,11 +348,12 @@ const EXE_WATCHER: &str = r#"
 #include <unistd.h>
 
 int main(int argc, char **argv) {
-    if (argc != 4) return 2;
-    long size = atol(argv[1]);
-    const char *hits = argv[2], *seen_path = argv[3];
+    if (argc != 6) return 2;
+    unsigned long dev = strtoul(argv[1], 0, 10), ino = strtoul(argv[2], 0, 10);
+    long size = atol(argv[3]);
+    const char *hits = argv[4], *seen_path = argv[5];
     pid_t self = getpid();
-    unsigned long seen = 0, last = 0;
+    unsigned long seen = 0;
     char path[64], count[32];
     /* Rewritten in place, never truncated, so a reader never sees it empty. */
     int seen_fd = open(seen_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -361,20 +365,24 @@ int main(int argc, char **argv) {
         while ((e = readdir(d))) {
             int pid = atoi(e->d_name);
             if (pid <= 1 || pid == self) continue;
-            if ((unsigned long)pid != last) { seen++; last = pid; }
             snprintf(path, sizeof path, "/proc/%d/exe", pid);
             int fd = open(path, O_RDONLY | O_CLOEXEC);
             if (fd < 0) continue;
             struct stat st;
             if (fstat(fd, &st) == 0 && st.st_size == size) {
-                int w = open(path, O_WRONLY | O_CLOEXEC);
-                FILE *f = fopen(hits, "a");
-                if (f) {
-                    fprintf(f, "pid %d: runtime binary opened, for writing: %s\n", pid,
-                            w >= 0 ? "yes" : "no");
-                    fclose(f);
+                seen++;
+                const char *what = 0;
+                if (st.st_dev == dev && st.st_ino == ino) {
+                    what = "the host binary's inode";
+                } else {
+                    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+                    int w = open(path, O_WRONLY | O_CLOEXEC);
+                    if (w >= 0) { what = "a view of it, for writing"; close(w); }
                 }
-                if (w >= 0) close(w);
+                if (what) {
+                    FILE *f = fopen(hits, "a");
+                    if (f) { fprintf(f, "pid %d: reached %s\n", pid, what); fclose(f); }
+                }
             }
             close(fd);
         }
@@ -385,17 +393,21 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// CVE-2019-5736 class during `exec`: between joining the container's pid
-/// namespace and its execve, the exec'd process is a copy of the runtime. A
-/// process in the container racing through `/proc/*/exe` must never reach it.
+/// CVE-2019-5736: while a container's init is set up, and while an exec'd
+/// process is, each is a copy of the runtime. A container process with
+/// CAP_SYS_PTRACE racing through `/proc/*/exe` must never reach the host's
+/// runtime binary nor a writable view of it: 500 inits created into its pid
+/// namespace and 500 execs into its container.
 #[test]
-fn runtime_binary_hidden_during_exec() {
-    if !root_or_skip("runtime_binary_hidden_during_exec") {
+fn runtime_binary_never_writable_from_container() {
+    if !root_or_skip("runtime_binary_never_writable_from_container") {
         return;
     }
+    use std::os::unix::fs::MetadataExt;
     let rt = Rt::new();
-    let b = Bundle::new(&["/watcher", "0", "/tmp/hits", "/tmp/seen"]);
+    let mut b = Bundle::new(&["/watcher"]);
     let runtime = std::fs::read(common::bin_path()).expect("read runtime binary");
+    let meta = std::fs::metadata(common::bin_path()).expect("stat runtime binary");
     let src = b.path().join("watcher.c");
     std::fs::write(&src, EXE_WATCHER).expect("write watcher.c");
     let cc = std::process::Command::new("gcc")
@@ -409,31 +421,52 @@ fn runtime_binary_hidden_during_exec() {
         "gcc: {}",
         String::from_utf8_lossy(&cc.stderr)
     );
-    let mut b = b;
     b.config["process"]["args"] = json!([
         "/watcher",
-        runtime.len().to_string(),
+        meta.dev().to_string(),
+        meta.ino().to_string(),
+        meta.len().to_string(),
         "/tmp/hits",
         "/tmp/seen"
     ]);
+    let all: Vec<String> = oci_runtime_caps();
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set] = json!(all);
+    }
+    b.config["process"]["noNewPrivileges"] = json!(false);
     b.save();
-
     let id = unique_id("exe-watch");
-    let out = rt.run(&[
-        "run",
-        "-d",
-        "-b",
-        b.path().to_str().unwrap_or_default(),
-        &id,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let seen = || {
-        std::fs::read_to_string(b.rootfs().join("tmp/seen"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    for _ in 0..100 {
+    rt.run_detached(&b, &id);
+    let wpid = rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{wpid}/status")).unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    assert!(
+        eff & (1 << 19) != 0,
+        "the watcher lacks CAP_SYS_PTRACE:\n{status}"
+    );
+
+    // Inits created into the watcher's pid namespace, each torn down again.
+    let mut joined = Bundle::new(&["true"]);
+    if let Some(ns) = joined.config["linux"]["namespaces"].as_array_mut() {
+        for n in ns.iter_mut() {
+            if n["type"] == "pid" {
+                n["path"] = json!(format!("/proc/{wpid}/ns/pid"));
+            }
+        }
+    }
+    joined.save();
+    let joined_path = joined.path().to_str().unwrap_or_default().to_string();
+    for i in 0..500 {
+        let cid = format!("{id}-c{i}");
+        let out = rt.run(&["create", "-b", &joined_path, &cid]);
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        assert!(rt.run(&["delete", "-f", &cid]).status.success());
+    }
+    for _ in 0..500 {
         let out = rt.run(&["exec", &id, "true"]);
         assert!(out.status.success(), "exec: {}", stderr(&out));
     }
@@ -446,8 +479,38 @@ fn runtime_binary_hidden_during_exec() {
         std::fs::read(common::bin_path()).expect("read runtime binary") == runtime,
         "runtime binary changed"
     );
-    let seen = seen();
-    eprintln!("the watcher saw {seen} processes come and go");
-    assert!(seen > 0, "the watcher saw none of the exec'd processes");
+    let seen = std::fs::read_to_string(b.rootfs().join("tmp/seen"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    eprintln!("the watcher opened {seen} runtime copies");
+    assert!(seen > 0, "the watcher saw none of the runtime's copies");
     assert!(rt.run(&["delete", "-f", &id]).status.success());
+}
+
+/// Every capability this process's bounding set holds, by name.
+fn oci_runtime_caps() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let out = std::process::Command::new(common::bin_path())
+        .arg("features")
+        .output()
+        .expect("features");
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).expect("features json");
+    f["linux"]["capabilities"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .enumerate()
+                .filter(|(i, _)| *i < 64 && bounding & (1 << i) != 0)
+                .filter_map(|(_, c)| c.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -42,6 +42,9 @@ impl Runtime {
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<i32> {
         validate_id(id)?;
         let bundle = Bundle::load(bundle)?;
+        if crate::exe::needs_protected_exe(&bundle.spec) {
+            crate::exe::require_protected_exe("create in a shared pid namespace")?;
+        }
         let plan = plan::build(
             &bundle,
             &PlanOptions {

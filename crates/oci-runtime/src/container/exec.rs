@@ -46,6 +46,7 @@ impl Runtime {
     /// pid once it has exec'd. It is a child of the calling process.
     pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
         validate_process(process, "process")?;
+        crate::exe::require_protected_exe("exec")?;
         let l = self.open(id)?;
         let s = l.load(id)?;
         let status = self.status(&s);
