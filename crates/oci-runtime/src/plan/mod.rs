@@ -198,7 +198,14 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
     } else {
         default_devices(new_user)
     };
-    for (i, d) in linux.devices().as_deref().unwrap_or(&[]).iter().enumerate() {
+    // A bind-mounted /dev is the host's (or the caller's): as runc does, create
+    // nothing in it, or a config's device would replace the host's node.
+    let config_devices = if dev_is_bind {
+        &[][..]
+    } else {
+        linux.devices().as_deref().unwrap_or(&[])
+    };
+    for (i, d) in config_devices.iter().enumerate() {
         let field = format!("linux.devices[{i}]");
         let rel = RelPath::new(d.path(), &format!("{field}.path"))?;
         let (parent, name) = rel

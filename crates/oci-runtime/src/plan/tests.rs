@@ -396,6 +396,9 @@ fn default_devices_unless_dev_is_a_bind_mount() {
     c["mounts"] = json!([{
         "destination": "/dev", "type": "bind", "source": host_dev, "options": ["rbind"]
     }]);
+    // Not even the config's own devices, which would replace the host's nodes.
+    c["linux"]["devices"] =
+        json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600}]);
     let p = f.plan(&c);
     let r = rootfs(&p);
     assert!(!r.populate_dev);
