@@ -439,12 +439,11 @@ pub(crate) fn apparmor_enabled() -> bool {
 /// Checks that `path` is a namespace file of the wanted type (nsfs + `NS_GET_NSTYPE`).
 fn check_ns_path(path: &Path, typ: LinuxNamespaceType) -> std::result::Result<(), String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    const NS_GET_NSTYPE: libc::c_ulong = 0xb7 << 8 | 0x3;
-    // SAFETY: `f` is an open file owned for the duration of the call; NS_GET_NSTYPE takes no argument.
-    let ret = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE as _) };
-    if ret == -1 {
-        return Err(format!("{} is not a namespace", path.display()));
-    }
+    // NS_GET_NSTYPE: _IO(0xb7, 0x3), the namespace type of an nsfs file.
+    nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
+    // SAFETY: `f` is an open file owned for the duration of the call; the ioctl takes no argument.
+    let ret = unsafe { ns_get_nstype(f.as_raw_fd()) }
+        .map_err(|_| format!("{} is not a namespace", path.display()))?;
     let want = crate::plan::ns_flag(typ);
     if ret != want {
         return Err(format!("{} is not a {typ} namespace", path.display()));

@@ -143,15 +143,6 @@ pub enum Error {
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Turns a libc return value into an `io::Result`, reading `errno` on `-1`.
-pub(crate) fn cvt<T: Into<i64> + Copy>(ret: T) -> io::Result<T> {
-    if ret.into() == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
 /// Helper to build [`Error::Io`].
 pub(crate) fn io_err(
     operation: &'static str,

@@ -35,6 +35,11 @@ mod plan;
 mod procfs;
 mod spawn;
 mod state;
+// System calls: the parent's side goes through nix, and through rustix where
+// nix has no wrapper (pidfds, statx, the new mount API, memfd seals, realtime
+// signals). Raw libc only in `child/` and `sys.rs`, since between clone and
+// exec nothing that allocates or locks is safe, and for clone3 in `spawn.rs`,
+// which neither crate wraps.
 mod sys;
 
 pub use config::{Bundle, parse_spec, validate, validate_id, validate_process};

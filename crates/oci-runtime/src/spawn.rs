@@ -4,12 +4,13 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use libc::c_char;
+use nix::unistd::Pid;
 
 use crate::child::{self, ChildArgs, ChildFds, Msg, Step};
-use crate::error::{Error, Result, cvt, io_err};
+use crate::error::{Error, Result, io_err};
 use crate::plan::InitPlan;
 
 /// Fds and options handed to a spawn.
@@ -40,16 +41,11 @@ fn ptr_array(v: &[CString]) -> Vec<*const c_char> {
 }
 
 fn pipe() -> Result<(File, File)> {
-    let mut fds = [-1; 2];
-    // SAFETY: `fds` has room for the two fds pipe2 returns.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }).map_err(|source| {
-        Error::Sys {
-            operation: "pipe2",
-            source,
-        }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Sys {
+        operation: "pipe2",
+        source: e.into(),
     })?;
-    // SAFETY: pipe2 succeeded, so both fds are new and owned by nobody else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+    Ok((File::from(r), File::from(w)))
 }
 
 /// Kills and reaps spawned processes unless disarmed.
@@ -60,18 +56,15 @@ struct Reaper {
 impl Drop for Reaper {
     fn drop(&mut self) {
         for &pid in &self.pids {
-            // SAFETY: signalling and reaping a child this function created.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let mut st = 0;
-            // SAFETY: `st` is a valid int for waitpid.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
+            let pid = Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
         }
     }
 }
 
 fn write_maps(pid: i32, plan: &InitPlan) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         // Rootless: an unprivileged writer may map only itself, and only after
         // giving up setgroups in the new namespace.
         let path = format!("/proc/{pid}/setgroups");
@@ -137,6 +130,8 @@ pub(crate) fn spawn(
         state_buf: &mut state_buf,
     };
 
+    // clone3 is called raw: nix and rustix have no wrapper for it (nor could a
+    // safe one exist: the child runs on a copy of this stack).
     // SAFETY: clone_args is plain data; all-zero is a valid starting value.
     let mut cl: libc::clone_args = unsafe { std::mem::zeroed() };
     cl.flags = plan.clone_flags;
@@ -196,9 +191,8 @@ pub(crate) fn spawn(
                     .map_err(io_err("signalling", "init"))?;
             }
             child::MSG_PID => {
-                let mut st = 0;
-                // SAFETY: reaping the intermediate child, which exits right after this message.
-                unsafe { libc::waitpid(stage_pid, &mut st, 0) };
+                // The intermediate child exits right after this message.
+                let _ = nix::sys::wait::waitpid(Pid::from_raw(stage_pid), None);
                 init_pid = msg.value;
                 reaper.pids = vec![init_pid];
                 to_child

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, cvt, io_err};
+use crate::error::{Error, Result, io_err};
 
 /// Everything known about a container, kept on disk so any process can drive it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,21 +48,20 @@ pub(crate) struct Saved {
 #[derive(Debug)]
 pub(crate) struct Locked {
     pub dir: PathBuf,
-    _lock: File,
+    _lock: Flock<File>,
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
-    let f = File::open(dir).map_err(io_err("opening state dir", dir))?;
+fn lock_dir(dir: &Path) -> Result<Flock<File>> {
+    let mut f = File::open(dir).map_err(io_err("opening state dir", dir))?;
     loop {
-        // SAFETY: flock on an fd we own for the life of `f`.
-        match cvt(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }) {
-            Ok(_) => return Ok(f),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
+        match Flock::lock(f, FlockArg::LockExclusive) {
+            Ok(l) => return Ok(l),
+            Err((back, nix::errno::Errno::EINTR)) => f = back,
+            Err((_, e)) => {
                 return Err(Error::Io {
                     operation: "locking state dir",
                     path: dir.to_path_buf(),
-                    source: e,
+                    source: e.into(),
                 });
             }
         }
@@ -104,31 +103,23 @@ impl Locked {
                 source,
             })?,
         )?;
-        let (Ok(from), Ok(to)) = (cpath(&tmp), cpath(&dir)) else {
-            return Err(Error::InvalidId {
-                id: id.into(),
-                reason: "contains a NUL byte",
-            });
-        };
-        // SAFETY: both paths are NUL-terminated and outlive the call.
-        let r = cvt(unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                from.as_ptr(),
-                libc::AT_FDCWD,
-                to.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        });
+        // No replacing: two creates of one id race here, and one must lose.
+        let r = nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &tmp,
+            nix::fcntl::AT_FDCWD,
+            &dir,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        );
         if let Err(e) = r {
             let _ = std::fs::remove_dir_all(&tmp);
-            if e.raw_os_error() == Some(libc::EEXIST) || e.raw_os_error() == Some(libc::ENOTEMPTY) {
+            if e == nix::errno::Errno::EEXIST || e == nix::errno::Errno::ENOTEMPTY {
                 return Err(Error::Exists { id: id.to_string() });
             }
             return Err(Error::Io {
                 operation: "renaming state dir",
                 path: dir,
-                source: e,
+                source: e.into(),
             });
         }
         Ok(Locked { dir, _lock: lock })
@@ -175,11 +166,6 @@ fn read_state(dir: &Path, id: &str) -> Result<Saved> {
         id: id.to_string(),
         source,
     })
-}
-
-fn cpath(p: &Path) -> std::result::Result<std::ffi::CString, std::ffi::NulError> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(p.as_os_str().as_bytes())
 }
 
 /// Removes `.tmp-<id>-<pid>-<nanos>` dirs whose creating process is gone: a

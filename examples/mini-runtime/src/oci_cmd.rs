@@ -735,10 +735,7 @@ fn proxy_console(
 }
 
 fn features() -> serde_json::Value {
-    let caps: Vec<String> = oci_runtime::known_capabilities()
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
+    let caps = oci_runtime::known_capabilities();
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_runtime::OCI_VERSION,

@@ -195,7 +195,9 @@ pub(super) fn setup_process(plan: &InitPlan, slave: RawFd) -> R<()> {
     }
     if let Some(c) = p.caps {
         // Dropping from the bounding set needs CAP_SETPCAP, which setresuid may take away.
-        for cap in 0..=plan.last_cap {
+        // Every number a kernel may have, not only those we know: one newer than
+        // this runtime must not stay (EINVAL for those the kernel lacks).
+        for cap in 0..64u32 {
             if c.bounding & (1 << cap) == 0 {
                 match sys::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0) {
                     Ok(_) | Err(libc::EINVAL) => {}

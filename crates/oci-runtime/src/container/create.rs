@@ -12,7 +12,7 @@ use super::{
     Runtime, connect_console, current_user, detach_mounts, mount_id, state_json, write_pid_file,
 };
 use crate::config::{Bundle, validate_id};
-use crate::error::{Error, Result, cvt, io_err};
+use crate::error::{Error, Result, io_err};
 use crate::plan::{self, PlanOptions};
 use crate::spawn::{SpawnIo, spawn};
 use crate::state::{Locked, Saved, rfc3339};
@@ -120,9 +120,11 @@ impl Runtime {
             id: saved.id.clone(),
             reason: "contains a NUL byte",
         })?;
-        // SAFETY: `c` is a NUL-terminated path alive for the call.
-        cvt(unsafe { libc::mkfifo(c.as_ptr(), 0o600) })
-            .map_err(io_err("creating exec fifo", &fifo_path))?;
+        nix::unistd::mkfifo(
+            c.as_c_str(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| io_err("creating exec fifo", &fifo_path)(e.into()))?;
         // Read-write so the open does not block; the init blocks reading it until `start` writes.
         let fifo = std::fs::OpenOptions::new()
             .read(true)
@@ -187,8 +189,10 @@ impl Runtime {
             Ok(())
         };
         if let Err(e) = finish() {
-            // SAFETY: killing and reaping the child we just spawned.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = super::wait_pid(pid);
             return Err(e);
         }

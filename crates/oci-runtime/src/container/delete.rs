@@ -2,7 +2,7 @@
 
 use oci_spec::runtime::ContainerState;
 
-use super::{Runtime, detach_mounts, pidfd, signal_pidfd, state_json, wait_gone};
+use super::{Runtime, detach_mounts, pidfd, reap_if_child, signal_pidfd, state_json, wait_gone};
 use crate::error::{Error, Result};
 use crate::{hooks, procfs};
 
@@ -30,9 +30,7 @@ impl Runtime {
             }
         } else if s.pid > 0 {
             // Stopped: reap it if it is our child and nobody has yet.
-            let mut st = 0;
-            // SAFETY: non-blocking reap; ECHILD when it is not our child.
-            unsafe { libc::waitpid(s.pid, &mut st, libc::WNOHANG) };
+            reap_if_child(s.pid);
         }
         if s.own_pid_ns && s.pid > 0 {
             // Wait (bounded) for the rest of the namespace to go, so nothing outlives delete.

@@ -31,8 +31,12 @@ impl Runtime {
                 if pid == s.pid {
                     continue;
                 }
-                // SAFETY: signalling a process of the container's pid namespace; ESRCH if it just exited.
-                unsafe { libc::kill(pid, signal) };
+                // ESRCH if it just exited.
+                if let (Some(pid), Ok(sig)) =
+                    (rustix::process::Pid::from_raw(pid), super::signal(signal))
+                {
+                    let _ = rustix::process::kill_process(pid, sig);
+                }
             }
         }
         signal_pidfd(&fd, signal).map_err(|source| Error::Sys {

@@ -6,14 +6,15 @@ mod exec;
 mod kill;
 mod start;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{ContainerState, State};
 
-use crate::error::{Error, Result, cvt, io_err};
+use crate::error::{Error, Result, io_err};
 use crate::procfs;
 use crate::state::{Locked, Saved};
+use nix::unistd::Pid;
 
 pub use create::CreateOptions;
 pub use exec::ExecOptions;
@@ -179,36 +180,40 @@ impl Runtime {
 
 /// Waits for a child process; returns its exit code (128 + signal when killed).
 pub fn wait_pid(pid: i32) -> Result<i32> {
-    let mut st = 0;
+    use nix::sys::wait::{WaitStatus, waitpid};
     loop {
-        // SAFETY: `st` is a valid int for waitpid to fill.
-        match cvt(unsafe { libc::waitpid(pid, &mut st, 0) }) {
-            Ok(_) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            // Stops and continues are not ends: keep waiting.
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
                 return Err(Error::Sys {
                     operation: "waitpid",
-                    source,
+                    source: e.into(),
                 });
             }
         }
     }
-    Ok(if libc::WIFEXITED(st) {
-        libc::WEXITSTATUS(st)
-    } else {
-        128 + libc::WTERMSIG(st)
-    })
+}
+
+/// Reaps `pid` if it is our child and has exited; anything else is fine.
+fn reap_if_child(pid: i32) {
+    let _ = nix::sys::wait::waitpid(
+        Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
 }
 
 /// Opens a pidfd for `pid` and checks it is still the process that started at `start_time`.
 fn pidfd(proc_root: &Path, pid: i32, start_time: u64) -> Result<Option<OwnedFd>> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
+    let Some(rpid) = rustix::process::Pid::from_raw(pid) else {
         return Ok(None);
-    }
-    // SAFETY: pidfd_open returned a fresh fd owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    };
+    let Ok(fd) = rustix::process::pidfd_open(rpid, rustix::process::PidfdFlags::empty()) else {
+        return Ok(None);
+    };
     // Checked after opening: the pidfd now pins the process, so a match cannot go stale.
     if procfs::stat(proc_root, pid).is_some_and(|(s, _)| s == start_time) {
         Ok(Some(fd))
@@ -236,30 +241,27 @@ fn exited(fd: &OwnedFd) -> Result<bool> {
     }
 }
 
+/// A signal number (1..=64, realtime ones too) as rustix takes it.
+fn signal(sig: i32) -> std::io::Result<rustix::process::Signal> {
+    if !(1..=64).contains(&sig) {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: checked above to be a signal number the kernel knows; the
+    // "unchecked" part is only that libc may reserve some realtime ones.
+    Ok(unsafe { rustix::process::Signal::from_raw_unchecked(sig) })
+}
+
 fn signal_pidfd(fd: &OwnedFd, sig: i32) -> std::io::Result<()> {
-    // SAFETY: `fd` is an open pidfd; no siginfo is passed.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            sig,
-            0usize,
-            0u32,
-        )
-    })
-    .map(drop)
+    Ok(rustix::process::pidfd_send_signal(fd, signal(sig)?)?)
 }
 
 /// Waits (bounded) until the pidfd's process has exited, then reaps it if it is our child.
-fn wait_gone(fd: &OwnedFd, pid: i32, timeout_ms: i32) -> Result<()> {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+fn wait_gone(fd: &OwnedFd, pid: i32, timeout_ms: u16) -> Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     loop {
-        // SAFETY: one valid pollfd for the call.
-        match cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) }) {
+        match poll(&mut p, PollTimeout::from(timeout_ms)) {
             Ok(0) => {
                 return Err(Error::Sys {
                     operation: "waiting for the container to exit",
@@ -267,18 +269,16 @@ fn wait_gone(fd: &OwnedFd, pid: i32, timeout_ms: i32) -> Result<()> {
                 });
             }
             Ok(_) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
                 return Err(Error::Sys {
                     operation: "poll pidfd",
-                    source,
+                    source: e.into(),
                 });
             }
         }
     }
-    let mut st = 0;
-    // SAFETY: reaping only if it is our child; ECHILD otherwise, which is fine.
-    unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+    reap_if_child(pid);
     Ok(())
 }
 
@@ -330,8 +330,7 @@ fn connect_console(path: &Path) -> Result<OwnedFd> {
 }
 
 fn current_user() -> String {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid().as_raw();
     std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|t| {

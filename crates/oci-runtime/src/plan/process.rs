@@ -98,51 +98,6 @@ fn sched_plan(s: &oci_spec::runtime::Scheduler) -> SchedPlan {
     }
 }
 
-/// Capability names in kernel order; the index is the capability number.
-const CAP_NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 /// Number of an oci-spec capability.
 pub(crate) fn cap_number(c: &oci_spec::runtime::Capability) -> Option<u32> {
     let name = serde_json::to_value(c).ok()?;
@@ -151,19 +106,18 @@ pub(crate) fn cap_number(c: &oci_spec::runtime::Capability) -> Option<u32> {
 
 /// Every capability this runtime knows, as `CAP_X`, in kernel order (the index
 /// is the capability number): what `features` reports.
-pub fn known_capabilities() -> &'static [&'static str] {
-    &CAP_NAMES
+pub fn known_capabilities() -> Vec<String> {
+    let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
+    all.sort_by_key(|c| c.index());
+    all.iter().map(|c| c.to_string()).collect()
 }
 
 /// Number of a capability given as `CAP_X` or `X` (any case).
 pub fn cap_number_by_name(name: &str) -> Option<u32> {
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
-    CAP_NAMES.iter().position(|n| *n == full).map(|i| i as u32)
+    caps::to_canonical(name)
+        .parse::<caps::Capability>()
+        .ok()
+        .map(|c| u32::from(c.index()))
 }
 
 fn cap_mask(set: &Option<oci_spec::runtime::Capabilities>, last_cap: u32) -> u64 {
@@ -200,12 +154,15 @@ fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> Option<libc::c_int>
     } as libc::c_int)
 }
 
-/// Reads the highest capability number the running kernel knows.
+/// The highest capability number both the running kernel (`<proc_root>/sys/kernel/cap_last_cap`)
+/// and this runtime know. Unreadable, it is the highest this runtime knows: the
+/// child drops every bounding capability the kernel has either way.
 pub(crate) fn last_cap(proc_root: &Path) -> u32 {
-    std::fs::read_to_string(proc_root.join("sys/kernel/cap_last_cap"))
+    let known = || caps::all().iter().map(|c| c.index()).max().unwrap_or(0);
+    let supported = caps::runtime::procfs_all_supported(Some(proc_root.to_path_buf()))
         .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+        .and_then(|s| s.iter().map(|c| c.index()).max());
+    u32::from(supported.unwrap_or_else(known))
 }
 
 /// Builds the process part of a plan (shared by create and exec).
