@@ -10,6 +10,11 @@
 //! plan* (every path, string, flag and mask), clones, and the child carries it out
 //! with raw system calls only, reporting a failed step over a pipe.
 //!
+//! A program that execs into containers, or creates them in a pid namespace
+//! others already live in, first calls [`protect_exe`]: until it execs the
+//! payload, each such process is a copy of the runtime, which must not be a
+//! binary the container could overwrite (CVE-2019-5736).
+//!
 //! ```no_run
 //! use oci_runtime::{CreateOptions, Runtime};
 //!
