@@ -193,23 +193,8 @@ fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
                     let _ = unsafe { libc::symlinkat(target.as_ptr(), t, link.as_ptr()) };
                 }
             }
-            if m.flags & libc::MS_RDONLY != 0 {
-                let r = sys::mount(
-                    std::ptr::null(),
-                    sys::fd_path(t, &mut buf),
-                    std::ptr::null(),
-                    libc::MS_REMOUNT | libc::MS_RDONLY | base,
-                    c"mode=755".as_ptr(),
-                );
-                if let Err(e) = r {
-                    sys::close(t);
-                    return Err(Fail {
-                        step: Step::MountRemount,
-                        index: i as u32,
-                        errno: e,
-                    });
-                }
-            }
+            // `ro` applies to the hierarchies; the tmpfs holding them stays writable,
+            // as runc leaves it.
             sys::close(t);
         }
     }

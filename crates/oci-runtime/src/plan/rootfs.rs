@@ -254,22 +254,34 @@ pub(crate) fn parse_mount_options(opts: &[String]) -> std::result::Result<MountO
 /// Pairs of C strings: (name, target).
 type CPairs = Vec<(CString, CString)>;
 
+/// Where the hierarchy mounted on `/sys/fs/cgroup/<name>` comes in `mountinfo`, so
+/// the container lists its hierarchies in the host's order, as runc does.
+fn mountinfo_position(mountinfo: &str, name: &str) -> usize {
+    let point = format!("/sys/fs/cgroup/{name}");
+    mountinfo
+        .lines()
+        .position(|l| l.split(' ').nth(4) == Some(point.as_str()))
+        .unwrap_or(usize::MAX)
+}
+
 fn own_v1_cgroups(proc_root: &Path) -> (CPairs, CPairs) {
-    let mut dirs = Vec::new();
+    let mut dirs: Vec<(usize, CString, CString)> = Vec::new();
     let mut links = Vec::new();
     let Ok(text) = std::fs::read_to_string(proc_root.join("self/cgroup")) else {
-        return (dirs, links);
+        return (Vec::new(), links);
     };
+    let mountinfo = std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap_or_default();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
-        let name = if ctrls.is_empty() {
-            "unified".to_string()
-        } else {
-            ctrls.strip_prefix("name=").unwrap_or(ctrls).to_string()
-        };
+        // Only the v1 hierarchies, as runc: the unified one of a hybrid host is not
+        // what a v1 container's /sys/fs/cgroup shows.
+        if ctrls.is_empty() {
+            continue;
+        }
+        let name = ctrls.strip_prefix("name=").unwrap_or(ctrls).to_string();
         let host = format!("/sys/fs/cgroup/{name}{path}");
         if !Path::new(&host).is_dir() {
             continue;
@@ -284,8 +296,10 @@ fn own_v1_cgroups(proc_root: &Path) -> (CPairs, CPairs) {
                 }
             }
         }
-        dirs.push((n, h));
+        dirs.push((mountinfo_position(&mountinfo, &name), n, h));
     }
+    dirs.sort_by_key(|(pos, _, _)| *pos);
+    let dirs = dirs.into_iter().map(|(_, n, h)| (n, h)).collect();
     (dirs, links)
 }
 
@@ -433,5 +447,17 @@ mod tests {
             .ok()
             .unwrap_or_default();
         assert_eq!(rw.flags, 0);
+    }
+
+    #[test]
+    fn v1_hierarchies_come_in_mountinfo_order() {
+        let mi = "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+                  32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                  40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n";
+        assert_eq!(mountinfo_position(mi, "cpu"), 1);
+        assert_eq!(mountinfo_position(mi, "systemd"), 2);
+        assert_eq!(mountinfo_position(mi, "cpuset"), usize::MAX);
+        // A prefix of a mount point is not that mount point.
+        assert_eq!(mountinfo_position(mi, "cp"), usize::MAX);
     }
 }
