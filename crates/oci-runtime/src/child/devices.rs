@@ -73,6 +73,11 @@ pub(super) fn dev_symlinks(root: RawFd) -> Result<(), Errno> {
         (c"/proc/kcore", c"core"),
     ];
     for (target, name) in links {
+        // As runc: /dev/core only where the kernel has /proc/kcore (CONFIG_PROC_KCORE),
+        // rather than a link to nothing.
+        if name == c"core" && !host_has_kcore() {
+            continue;
+        }
         // SAFETY: both strings are static and NUL-terminated; `dev` is an open dir fd.
         if unsafe { libc::symlinkat(target.as_ptr(), dev, name.as_ptr()) } == -1
             && sys::errno() != libc::EEXIST
@@ -84,6 +89,18 @@ pub(super) fn dev_symlinks(root: RawFd) -> Result<(), Errno> {
     }
     sys::close(dev);
     Ok(())
+}
+
+/// Whether this kernel has /proc/kcore; asked of the caller's /proc, still mounted
+/// while the rootfs is prepared.
+fn host_has_kcore() -> bool {
+    match sys::openat(libc::AT_FDCWD, c"/proc/kcore", libc::O_PATH, 0) {
+        Ok(fd) => {
+            sys::close(fd);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// Allocates the container's pty, sends the master to the console socket and binds
