@@ -217,7 +217,7 @@ pub(super) fn prepare_rootfs(
     // shares the caller's mount namespace: there it would change the propagation
     // of the host's whole tree, and the container's mounts are the host's anyway.
     if !r.enter.shares_mount_ns() {
-        sys::mount(null, c"/".as_ptr(), null, r.propagation, null)
+        sys::mount(null, c"/".as_ptr(), null, early_propagation(r), null)
             .map_err(at(Step::RootPropagation, 0))?;
     }
     // pivot_root needs the new root to be a mount point; in a shared mount
@@ -350,11 +350,33 @@ fn open_devnull() -> Result<RawFd, Errno> {
     }
 }
 
+/// The root propagation set before the rootfs is prepared. A shared one waits
+/// until after pivot_root: pivot_root refuses a shared parent mount, and a shared
+/// `/` would carry the rootfs bind to the host. (runc 1.4 makes the rootfs's
+/// parent private instead and applies it after pivot_root too; runc 1.1 only
+/// applies it here, so its container root ends up private.)
+fn early_propagation(r: &RootfsPlan) -> c_ulong {
+    if r.propagation & libc::MS_SHARED != 0 {
+        libc::MS_SLAVE | libc::MS_REC
+    } else {
+        r.propagation
+    }
+}
+
 /// pivot_root (or MS_MOVE + chroot, or only chroot) into the prepared rootfs, then the read-only root.
 pub(super) fn enter_root(r: &RootfsPlan, root: RawFd) -> R<()> {
     let null = std::ptr::null();
+    // The old root, to detach it after pivot_root: "." then is the new root, so the
+    // rslave and unmount below must go through this fd.
+    let old_root = if r.enter == EnterRoot::Pivot {
+        sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+            .map_err(at(Step::Pivot, 7))?
+    } else {
+        -1
+    };
     // SAFETY: `root` is the rootfs dir fd from prepare_rootfs.
     if unsafe { libc::fchdir(root) } == -1 {
+        sys::close(old_root);
         return Err(Fail {
             step: Step::Pivot,
             index: 0,
@@ -364,14 +386,31 @@ pub(super) fn enter_root(r: &RootfsPlan, root: RawFd) -> R<()> {
     sys::close(root);
     if r.enter == EnterRoot::Pivot {
         // SAFETY: both paths are static "."; pivot_root stacks the old root under the new one.
-        if unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } == -1 {
+        let pivoted = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+        let errno = sys::errno();
+        let back = if pivoted == -1 {
+            0
+        } else {
+            // SAFETY: `old_root` is the O_PATH dir fd opened above; fchdir accepts O_PATH fds.
+            unsafe { libc::fchdir(old_root) }
+        };
+        let back_errno = sys::errno();
+        sys::close(old_root);
+        if pivoted == -1 {
             return Err(Fail {
                 step: Step::Pivot,
                 index: 1,
-                errno: sys::errno(),
+                errno,
             });
         }
-        // The old root is now on top of "."; keep its unmount from reaching the host, then detach it.
+        if back == -1 {
+            return Err(Fail {
+                step: Step::Pivot,
+                index: 8,
+                errno: back_errno,
+            });
+        }
+        // "." is the old root now; keep its unmount from reaching the host, then detach it.
         sys::mount(
             null,
             c".".as_ptr(),
@@ -409,6 +448,12 @@ pub(super) fn enter_root(r: &RootfsPlan, root: RawFd) -> R<()> {
             index: 6,
             errno: sys::errno(),
         });
+    }
+    // A shared or unbindable rootfsPropagation is for the new root, so it comes
+    // after pivot_root (see early_propagation), as in runc 1.4.
+    if !r.enter.shares_mount_ns() && r.propagation & (libc::MS_PRIVATE | libc::MS_SLAVE) == 0 {
+        sys::mount(null, c"/".as_ptr(), null, r.propagation, null)
+            .map_err(at(Step::RootPropagation, 1))?;
     }
     if r.readonly_root {
         let fd = sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
