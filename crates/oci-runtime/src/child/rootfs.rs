@@ -85,6 +85,14 @@ fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
             }
         }
         MountKind::Fs { fstype, source } => {
+            let tmpfs = fstype.as_bytes() == b"tmpfs";
+            // As runc: a tmpfs on a directory that exists takes that directory's mode,
+            // unless the options give one.
+            let keep_mode = if tmpfs && !has_mode_option(m) {
+                existing_dir_mode(root, &m.dest)
+            } else {
+                None
+            };
             let dst = resolve(root, &m.dest, Create::Dir).map_err(at(Step::MountTarget, i))?;
             let special = matches!(fstype.as_bytes(), b"proc" | b"sysfs");
             if special {
@@ -109,15 +117,23 @@ fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
                     });
                 }
             }
+            let flags = if delays_readonly(m) {
+                m.flags & !libc::MS_RDONLY
+            } else {
+                m.flags
+            };
             let r = sys::mount(
                 source.as_ptr(),
                 sys::fd_path(dst, &mut buf),
                 fstype.as_ptr(),
-                m.flags,
+                flags,
                 data,
             );
             sys::close(dst);
             r.map_err(at(Step::Mount, i))?;
+            if let Some(mode) = keep_mode {
+                chmod_in_root(root, &m.dest, mode).map_err(at(Step::Mount, i))?;
+            }
         }
         MountKind::CgroupV1 { dirs, links } => {
             let dst = resolve(root, &m.dest, Create::Dir).map_err(at(Step::MountTarget, i))?;
@@ -204,6 +220,45 @@ fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
     Ok(())
 }
 
+/// Whether a read-only mount is made writable first and read-only at the end, as
+/// runc does: a tmpfs may get a mode and mount points, /dev its device nodes.
+fn delays_readonly(m: &MountPlan) -> bool {
+    match &m.kind {
+        MountKind::Fs { fstype, .. } => {
+            fstype.as_bytes() == b"tmpfs" || m.dest.full.as_bytes() == b"dev"
+        }
+        _ => false,
+    }
+}
+
+fn has_mode_option(m: &MountPlan) -> bool {
+    m.data.as_ref().is_some_and(|d| {
+        d.to_bytes()
+            .split(|b| *b == b',')
+            .any(|o| o.starts_with(b"mode="))
+    })
+}
+
+/// The permission bits of `rel` if it is an existing directory.
+fn existing_dir_mode(root: RawFd, rel: &RelPath) -> Option<libc::mode_t> {
+    let fd = sys::openat2(root, &rel.full, libc::O_PATH, IN_ROOT).ok()?;
+    let st = sys::fstat(fd);
+    sys::close(fd);
+    st.ok()
+        .filter(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .map(|s| s.st_mode & 0o7777)
+}
+
+fn chmod_in_root(root: RawFd, rel: &RelPath, mode: libc::mode_t) -> Result<(), Errno> {
+    let fd = sys::openat2(root, &rel.full, libc::O_PATH, IN_ROOT)?;
+    let mut b = [0u8; 32];
+    // SAFETY: the path is the NUL-terminated /proc/self/fd name of `fd`, alive for the call.
+    let r = unsafe { libc::fchmodat(libc::AT_FDCWD, sys::fd_path(fd, &mut b), mode, 0) };
+    let e = sys::errno();
+    sys::close(fd);
+    if r == -1 { Err(e) } else { Ok(()) }
+}
+
 /// Mounts, devices, masks, read-only paths and the console, all relative to the
 /// rootfs fd; returns the rootfs fd for [`enter_root`].
 pub(super) fn prepare_rootfs(
@@ -252,15 +307,41 @@ pub(super) fn prepare_rootfs(
     }
     let cwd = resolve(root, &r.cwd, Create::Dir).map_err(at(Step::Cwd, 0))?;
     sys::close(cwd);
+    // The delayed read-only tmpfs and /dev mounts, before read-only paths and masks
+    // as in runc: a mask bound from a read-only /dev/null is read-only too.
+    for (i, m) in r.mounts.iter().enumerate() {
+        if m.flags & libc::MS_RDONLY != 0 && delays_readonly(m) {
+            remount_bind(root, &m.dest, m.flags).map_err(at(Step::MountRemount, i))?;
+        }
+    }
     let mut b1 = [0u8; 32];
     let mut b2 = [0u8; 32];
-    // The host's /dev/null, opened in this mount namespace (a bind source must be in it)
-    // and checked to be the null device: a symlinked /dev/null in the image cannot
-    // redirect the masking binds.
+    for (i, p) in r.readonly.iter().enumerate() {
+        let fd = match sys::openat2(root, &p.full, libc::O_PATH, IN_ROOT) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => continue,
+            Err(e) => {
+                return Err(Fail {
+                    step: Step::Readonly,
+                    index: i as u32,
+                    errno: e,
+                });
+            }
+        };
+        let target = sys::fd_path(fd, &mut b2);
+        let res = sys::mount(target, target, null, libc::MS_BIND | libc::MS_REC, null);
+        sys::close(fd);
+        res.map_err(at(Step::Readonly, i))?;
+        remount_bind(root, p, libc::MS_RDONLY).map_err(at(Step::Readonly, i))?;
+    }
+    // Masks after read-only paths, as runc, so the same mounts stack in the same order.
+    // The container's /dev/null as runc binds it, else the host's, either opened in
+    // this mount namespace (a bind source must be in it) and checked to be the null
+    // device: a symlinked /dev/null in the image cannot redirect the masking binds.
     let devnull = if r.masked.is_empty() {
         -1
     } else {
-        open_devnull().map_err(at(Step::Mask, usize::MAX))?
+        open_devnull(root).map_err(at(Step::Mask, usize::MAX))?
     };
     for (i, p) in r.masked.iter().enumerate() {
         let fd = match sys::openat2(root, &p.full, libc::O_PATH, IN_ROOT) {
@@ -279,13 +360,13 @@ pub(super) fn prepare_rootfs(
         let res = st.and_then(|st| {
             let target = sys::fd_path(fd, &mut b2);
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                let f = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+                // An empty read-only tmpfs with no other options, as runc masks a directory.
                 sys::mount(
                     c"tmpfs".as_ptr(),
                     target,
                     c"tmpfs".as_ptr(),
-                    f,
-                    c"size=0,mode=755".as_ptr(),
+                    libc::MS_RDONLY,
+                    null,
                 )
             } else {
                 sys::mount(
@@ -305,34 +386,27 @@ pub(super) fn prepare_rootfs(
         res?;
     }
     sys::close(devnull);
-    for (i, p) in r.readonly.iter().enumerate() {
-        let fd = match sys::openat2(root, &p.full, libc::O_PATH, IN_ROOT) {
-            Ok(fd) => fd,
-            Err(libc::ENOENT) => continue,
-            Err(e) => {
-                return Err(Fail {
-                    step: Step::Readonly,
-                    index: i as u32,
-                    errno: e,
-                });
-            }
-        };
-        let target = sys::fd_path(fd, &mut b2);
-        let res = sys::mount(target, target, null, libc::MS_BIND | libc::MS_REC, null);
-        sys::close(fd);
-        res.map_err(at(Step::Readonly, i))?;
-        remount_bind(root, p, libc::MS_RDONLY).map_err(at(Step::Readonly, i))?;
-    }
     Ok(root)
 }
 
-fn open_devnull() -> Result<RawFd, Errno> {
+fn open_devnull(root: RawFd) -> Result<RawFd, Errno> {
+    // Anything but the null device there (a symlink, a file) falls back to the host's.
+    if let Ok(fd) = sys::openat2(root, c"dev/null", libc::O_PATH | libc::O_NOFOLLOW, IN_ROOT)
+        && let Ok(fd) = check_devnull(fd)
+    {
+        return Ok(fd);
+    }
     let fd = sys::openat(
         libc::AT_FDCWD,
         c"/dev/null",
         libc::O_PATH | libc::O_NOFOLLOW,
         0,
     )?;
+    check_devnull(fd)
+}
+
+/// Keeps `fd` if it is the null character device (1:3), else closes it.
+fn check_devnull(fd: RawFd) -> Result<RawFd, Errno> {
     match sys::fstat(fd) {
         Ok(st)
             if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3) =>
