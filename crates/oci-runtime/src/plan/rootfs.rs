@@ -304,14 +304,8 @@ fn own_v1_cgroups(proc_root: &Path) -> (CPairs, CPairs) {
 }
 
 fn is_cgroup2_host() -> bool {
-    let Ok(c) = CString::new("/sys/fs/cgroup") else {
-        return false;
-    };
-    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
-    // SAFETY: `c` is a NUL-terminated path living across the call; `st` is writable statfs storage.
-    let r = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) };
-    // SAFETY: statfs returned 0, so it filled the struct.
-    r == 0 && unsafe { st.assume_init() }.f_type == libc::CGROUP2_SUPER_MAGIC
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 pub(super) fn mount_plan(
