@@ -1650,6 +1650,17 @@ fn ns_without_mount_namespace() {
 }
 
 #[test]
+fn ns_without_mount_namespace_but_masks_fails() {
+    let Some(mut p) = Parity::topic("ns_without_mount_namespace_but_masks_fails") else {
+        return;
+    };
+    // runc refuses masked and read-only paths without a mount namespace of the
+    // container's own ("unable to restrict sys entries").
+    remove_ns(p.config(), "mount");
+    p.check_both_fail();
+}
+
+#[test]
 fn oom_score_adj_positive() {
     let Some(mut p) = Parity::topic("oom_score_adj_positive") else {
         return;
