@@ -111,27 +111,7 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         ));
     };
     if let Some(r) = linux.resources() {
-        let empty = r.devices().as_ref().is_none_or(|d| d.is_empty())
-            && r.memory().is_none()
-            && r.cpu().is_none()
-            && r.pids().is_none()
-            && r.block_io().is_none()
-            && r.hugepage_limits().as_ref().is_none_or(|h| h.is_empty())
-            && r.network().is_none()
-            && r.rdma().as_ref().is_none_or(|h| h.is_empty())
-            && r.unified().as_ref().is_none_or(|h| h.is_empty());
-        if !empty {
-            return Err(invalid(
-                "linux.resources",
-                "cgroup resource limits are not supported yet",
-            ));
-        }
-    }
-    if linux.cgroups_path().is_some() {
-        return Err(invalid(
-            "linux.cgroupsPath",
-            "cgroups are not supported yet: the container would stay in the caller's cgroup",
-        ));
+        validate_resources(r, "linux.resources")?;
     }
     if linux.seccomp().is_some() {
         return Err(invalid(
@@ -424,6 +404,194 @@ pub fn validate_process(p: &oci_spec::runtime::Process, field: &str) -> Result<(
                         format!("unknown capability {c}"),
                     )
                 })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates cgroup limits before anything is created: ranges, cpu and memory
+/// node lists against this machine's, device rule access letters. What only the
+/// kernel can judge (a file this kernel lacks) is reported when it is written.
+pub fn validate_resources(r: &oci_spec::runtime::LinuxResources, field: &str) -> Result<()> {
+    let f = |sub: &str| format!("{field}.{sub}");
+    if let Some(m) = r.memory() {
+        for (name, v) in [
+            ("limit", m.limit()),
+            ("reservation", m.reservation()),
+            ("swap", m.swap()),
+            ("kernel", m.kernel()),
+            ("kernelTCP", m.kernel_tcp()),
+        ] {
+            if v.is_some_and(|v| v < -1) {
+                return Err(invalid(
+                    f(&format!("memory.{name}")),
+                    "must be -1 (no limit) or more",
+                ));
+            }
+        }
+        if m.swappiness().is_some_and(|s| s > 100) {
+            return Err(invalid(f("memory.swappiness"), "must be 0..=100"));
+        }
+        if let (Some(l), Some(s)) = (m.limit(), m.swap())
+            && l > 0
+            && s > 0
+            && s < l
+        {
+            return Err(invalid(
+                f("memory.swap"),
+                "memory+swap must not be below the memory limit",
+            ));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if c.shares()
+            .is_some_and(|s| s != 0 && !(2..=262_144).contains(&s))
+        {
+            return Err(invalid(f("cpu.shares"), "must be 2..=262144"));
+        }
+        if c.quota().is_some_and(|q| q < -1) {
+            return Err(invalid(f("cpu.quota"), "must be -1 (no limit) or more"));
+        }
+        if c.period()
+            .is_some_and(|p| p != 0 && !(1_000..=1_000_000).contains(&p))
+        {
+            return Err(invalid(
+                f("cpu.period"),
+                "must be 1000..=1000000 microseconds",
+            ));
+        }
+        if c.realtime_runtime().is_some_and(|r| r < -1) {
+            return Err(invalid(f("cpu.realtimeRuntime"), "must be -1 or more"));
+        }
+        for (name, list, possible) in [
+            ("cpu.cpus", c.cpus(), "/sys/devices/system/cpu/possible"),
+            ("cpu.mems", c.mems(), "/sys/devices/system/node/possible"),
+        ] {
+            if let Some(list) = list.as_deref().filter(|l| !l.is_empty()) {
+                check_cpu_list(list, possible).map_err(|r| invalid(f(name), r))?;
+            }
+        }
+    }
+    if let Some(b) = r.block_io() {
+        let weight_ok = |w: Option<u16>| w.is_none_or(|w| w == 0 || (10..=1000).contains(&w));
+        if !weight_ok(b.weight()) {
+            return Err(invalid(f("blockIO.weight"), "must be 10..=1000"));
+        }
+        if !weight_ok(b.leaf_weight()) {
+            return Err(invalid(f("blockIO.leafWeight"), "must be 10..=1000"));
+        }
+        for (i, d) in b.weight_device().iter().flatten().enumerate() {
+            if !weight_ok(d.weight()) || !weight_ok(d.leaf_weight()) {
+                return Err(invalid(
+                    f(&format!("blockIO.weightDevice[{i}]")),
+                    "weights must be 10..=1000",
+                ));
+            }
+            if d.major() < 0 || d.minor() < 0 {
+                return Err(invalid(
+                    f(&format!("blockIO.weightDevice[{i}]")),
+                    "negative device number",
+                ));
+            }
+        }
+        let throttles = [
+            ("throttleReadBpsDevice", b.throttle_read_bps_device()),
+            ("throttleWriteBpsDevice", b.throttle_write_bps_device()),
+            ("throttleReadIOPSDevice", b.throttle_read_iops_device()),
+            ("throttleWriteIOPSDevice", b.throttle_write_iops_device()),
+        ];
+        for (name, list) in throttles {
+            for (i, d) in list.iter().flatten().enumerate() {
+                if d.major() < 0 || d.minor() < 0 {
+                    return Err(invalid(
+                        f(&format!("blockIO.{name}[{i}]")),
+                        "negative device number",
+                    ));
+                }
+            }
+        }
+    }
+    for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+        let size = h.page_size();
+        let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &size[digits.len()..];
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !matches!(unit, "KB" | "MB" | "GB" | "TB" | "PB")
+        {
+            return Err(invalid(
+                f(&format!("hugepageLimits[{i}].pageSize")),
+                format!("{size:?} is not a size like 2MB or 1GB"),
+            ));
+        }
+        if h.limit() < 0 {
+            return Err(invalid(
+                f(&format!("hugepageLimits[{i}].limit")),
+                "negative",
+            ));
+        }
+    }
+    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(invalid(f("rdma"), "the rdma controller is not supported"));
+    }
+    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(invalid(
+            f("devices"),
+            "device cgroup rules are not supported yet",
+        ));
+    }
+    for (i, d) in r.devices().iter().flatten().enumerate() {
+        let access = d.access().as_deref().unwrap_or("");
+        if !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(invalid(
+                f(&format!("devices[{i}].access")),
+                format!("{access:?}: only r, w and m"),
+            ));
+        }
+        if d.major().is_some_and(|m| m < 0) || d.minor().is_some_and(|m| m < 0) {
+            return Err(invalid(
+                f(&format!("devices[{i}]")),
+                "negative device number (leave it out for any)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a cpu or memory node list (`0-3,5`) and that each number is one the
+/// machine has (`possible`, a list in the same syntax; absent: node 0 only).
+fn check_cpu_list(list: &str, possible: &str) -> std::result::Result<(), String> {
+    let parse = |s: &str| -> std::result::Result<Vec<(u32, u32)>, String> {
+        s.trim()
+            .split(',')
+            .map(|part| {
+                let (a, b) = part.split_once('-').unwrap_or((part, part));
+                let n = |x: &str| {
+                    x.trim()
+                        .parse::<u32>()
+                        .map_err(|_| format!("{s:?} is not a list like 0-3,5"))
+                };
+                let (a, b) = (n(a)?, n(b)?);
+                if a > b {
+                    return Err(format!("{s:?}: range {a}-{b} runs backwards"));
+                }
+                Ok((a, b))
+            })
+            .collect()
+    };
+    let wanted = parse(list)?;
+    let have = std::fs::read_to_string(possible).unwrap_or_else(|_| "0".to_string());
+    let have = parse(&have).unwrap_or_default();
+    for (a, b) in wanted {
+        for n in [a, b] {
+            if !have.iter().any(|(lo, hi)| (*lo..=*hi).contains(&n)) {
+                return Err(format!(
+                    "{n} is not on this machine (it has {})",
+                    std::fs::read_to_string(possible)
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_else(|_| "0".to_string())
+                ));
             }
         }
     }

@@ -127,6 +127,25 @@ pub enum Error {
         /// What was refused.
         operation: &'static str,
     },
+    /// A cgroup file refused a value (or could not be opened).
+    #[error("writing {value:?} to {path}")]
+    CgroupWrite {
+        /// The cgroup file.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// The kernel's answer.
+        #[source]
+        source: io::Error,
+    },
+    /// A cgroup controller the operation needs is missing on this host.
+    #[error("cgroup controller {controller}: {reason}")]
+    CgroupUnsupported {
+        /// The controller (`freezer`, `hugetlb`, …).
+        controller: &'static str,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
     /// The state JSON for container-side hooks outgrew the buffer reserved for it.
     #[error("state JSON of {len} bytes for container hooks exceeds the {capacity} bytes reserved")]
     StateTooLarge {

@@ -29,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cgroups;
 mod child;
 mod config;
 mod console;
@@ -47,7 +48,7 @@ mod state;
 // which neither crate wraps.
 mod sys;
 
-pub use config::{Bundle, parse_spec, validate, validate_id, validate_process};
+pub use config::{Bundle, parse_spec, validate, validate_id, validate_process, validate_resources};
 pub use console::receive_pty_master;
 pub use container::{ContainerInfo, CreateOptions, ExecOptions, OCI_VERSION, Runtime, wait_pid};
 pub use error::{Error, Result};

@@ -13,6 +13,9 @@ use crate::child::{self, ChildArgs, ChildFds, Msg, Step};
 use crate::error::{Error, Result, io_err};
 use crate::plan::InitPlan;
 
+/// `clone3`'s flag for starting in the cgroup2 cgroup `clone_args.cgroup` names.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// Fds and options handed to a spawn.
 #[derive(Debug, Default)]
 pub(crate) struct SpawnIo {
@@ -28,6 +31,8 @@ pub(crate) struct SpawnIo {
     pub wait_exec: bool,
     /// The process whose namespaces `plan.join_pidfd_flags` names (exec).
     pub pidfd: Option<OwnedFd>,
+    /// The cgroups to start in.
+    pub cgroup: crate::cgroups::JoinFds,
     /// Bytes reserved for the state JSON that container-side hooks read; the
     /// child cannot allocate, so the parent sizes its buffer before the clone.
     pub state_capacity: usize,
@@ -107,6 +112,16 @@ pub(crate) fn spawn(
     for (slot, f) in join.iter_mut().zip(join_files.iter()) {
         *slot = f.as_raw_fd();
     }
+    if io.cgroup.v1_procs.len() > 12 {
+        return Err(crate::error::invalid(
+            "linux.cgroupsPath",
+            "more than 12 cgroup v1 hierarchies to join",
+        ));
+    }
+    let mut cgroup_procs = [-1; 12];
+    for (slot, f) in cgroup_procs.iter_mut().zip(io.cgroup.v1_procs.iter()) {
+        *slot = f.as_raw_fd();
+    }
     let (mut from_child, to_parent) = pipe()?;
     let (from_parent, mut to_child) = pipe()?;
     let mut state_buf = vec![0u8; io.state_capacity];
@@ -120,6 +135,7 @@ pub(crate) fn spawn(
         keep_below: 3 + io.preserve_fds as RawFd,
         exec_root: raw(&io.exec_root),
         pidfd: raw(&io.pidfd),
+        cgroup_procs,
     };
     let mut args = ChildArgs {
         plan,
@@ -136,6 +152,11 @@ pub(crate) fn spawn(
     let mut cl: libc::clone_args = unsafe { std::mem::zeroed() };
     cl.flags = plan.clone_flags;
     cl.exit_signal = libc::SIGCHLD as u64;
+    if let Some(dir) = &io.cgroup.v2_dir {
+        // Born in the container's cgroup2 cgroup: not one instruction outside it.
+        cl.flags |= CLONE_INTO_CGROUP;
+        cl.cgroup = dir.as_raw_fd() as u64;
+    }
     // SAFETY: `cl` is a valid clone_args of the size passed. Without CLONE_VM the child
     // gets a private copy of this address space and continues on its copy of our stack;
     // it runs only `child_main`, which makes raw system calls and never returns.
@@ -423,6 +444,7 @@ fn describe(plan: &InitPlan, msg: Msg) -> Error {
         Some(Step::Chroot) => ("entering the container root", None),
         Some(Step::IoPriority) => ("ioprio_set", None),
         Some(Step::Keyring) => ("joining a new session keyring", None),
+        Some(Step::Cgroup) => ("joining the container's cgroup v1 hierarchies", None),
         Some(Step::Scheduler) => ("sched_setattr", None),
         Some(Step::Apparmor) => (
             "applying AppArmor profile",

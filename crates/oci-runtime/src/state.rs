@@ -38,6 +38,9 @@ pub(crate) struct Saved {
     /// (all under the rootfs bind) are the host's and delete must detach them.
     #[serde(default)]
     pub shares_mount_ns: bool,
+    /// The container's cgroups (`None`: it stayed in the caller's, rootless).
+    #[serde(default)]
+    pub cgroups: Option<crate::cgroups::Cgroups>,
     /// The bundle's hooks, needed again at start and delete.
     pub hooks: Option<oci_spec::runtime::Hooks>,
     /// Owner (user name) for `list`.
@@ -255,6 +258,7 @@ mod tests {
             exit_status: None,
             own_pid_ns: true,
             shares_mount_ns: false,
+            cgroups: None,
             hooks: None,
             owner: String::new(),
         }

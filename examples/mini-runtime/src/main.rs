@@ -3,6 +3,7 @@
 
 mod image_cmd;
 mod oci_cmd;
+mod update_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 

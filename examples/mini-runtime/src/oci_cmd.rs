@@ -87,6 +87,18 @@ pub(crate) enum OciCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Freeze every process of a running container.
+    Pause {
+        /// Container id.
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+    },
+    /// Change a running container's resource limits.
+    Update(Box<crate::update_cmd::UpdateArgs>),
     /// Print the features this runtime implements, as JSON.
     Features,
     /// Write a default config.json into the bundle.
@@ -364,6 +376,9 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
             id,
             ps_args,
         } => ps_cmd(&rt, &format, &id, &ps_args)?,
+        OciCommand::Pause { id } => rt.pause(&id)?,
+        OciCommand::Resume { id } => rt.resume(&id)?,
+        OciCommand::Update(a) => rt.update(&a.id, &crate::update_cmd::resources(&a)?)?,
         OciCommand::Features => println!("{}", pretty(&features())),
         OciCommand::Spec { bundle } => spec_cmd(&bundle, g.rootless.as_deref() == Some("true"))?,
     }
@@ -374,13 +389,22 @@ fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
+/// The status as runc prints it: the spec's, or `paused` for a frozen container.
+fn status_str(info: &oci_runtime::ContainerInfo) -> String {
+    if info.paused {
+        "paused".to_string()
+    } else {
+        info.state.status().to_string()
+    }
+}
+
 fn state_value(info: &oci_runtime::ContainerInfo) -> serde_json::Value {
     let s = &info.state;
     let mut v = serde_json::json!({
         "ociVersion": s.version(),
         "id": s.id(),
         "pid": s.pid().unwrap_or(0),
-        "status": s.status().to_string(),
+        "status": status_str(info),
         "bundle": s.bundle(),
         "rootfs": info.rootfs,
         "created": info.created,
@@ -661,7 +685,7 @@ fn list_cmd(rt: &Runtime, format: &str, quiet: bool) -> Result<(), CliError> {
                 "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
                 s.id(),
                 s.pid().unwrap_or(0),
-                s.status().to_string(),
+                status_str(i),
                 s.bundle().display(),
                 i.created,
                 i.owner
@@ -749,7 +773,7 @@ fn features() -> serde_json::Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            "cgroup": { "v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false },
+            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
             "seccomp": { "enabled": false },
             "apparmor": { "enabled": true },
             "selinux": { "enabled": false },

@@ -57,8 +57,27 @@ fn config_refusals_name_the_field() {
     let rt = Rt::new();
     let cases: Vec<(&str, Edit)> = vec![
         (
-            "linux.resources",
-            Box::new(|c| c["linux"]["resources"] = json!({"memory": {"limit": 1048576}})),
+            "linux.resources.memory.swappiness",
+            Box::new(|c| c["linux"]["resources"] = json!({"memory": {"swappiness": 200}})),
+        ),
+        (
+            "linux.resources.cpu.cpus",
+            Box::new(|c| c["linux"]["resources"] = json!({"cpu": {"cpus": "0-4095"}})),
+        ),
+        (
+            "linux.resources.cpu.shares",
+            Box::new(|c| c["linux"]["resources"] = json!({"cpu": {"shares": 1}})),
+        ),
+        (
+            "linux.resources.hugepageLimits[0].pageSize",
+            Box::new(|c| {
+                c["linux"]["resources"] =
+                    json!({"hugepageLimits": [{"pageSize": "2XB", "limit": 0}]})
+            }),
+        ),
+        (
+            "linux.cgroupsPath",
+            Box::new(|c| c["linux"]["cgroupsPath"] = json!("system.slice:docker:abc")),
         ),
         (
             "linux.seccomp",

@@ -1041,7 +1041,6 @@ impl Drop for HostMount {
 // ---------------------------------------------------------------------------
 
 #[test]
-#[ignore = "mini-runtime sets no HOME when process.env lacks one; runc sets the user's /etc/passwd home, else /"]
 fn spec_defaults_runc() {
     let Some(p) = Parity::new("spec_defaults_runc", Base::Runc) else {
         return;
@@ -1050,7 +1049,6 @@ fn spec_defaults_runc() {
 }
 
 #[test]
-#[ignore = "mini-runtime sets no HOME when process.env lacks one; runc sets the user's /etc/passwd home, else /"]
 fn spec_defaults_crun() {
     let Some(p) = Parity::new("spec_defaults_crun", Base::Crun) else {
         return;
@@ -1059,7 +1057,6 @@ fn spec_defaults_crun() {
 }
 
 #[test]
-#[ignore = "no HOME by default; and with a cgroup namespace runc mounts the v1 name=systemd hierarchy afresh (source `systemd`) where mini-runtime binds it (source `cgroup`)"]
 fn spec_defaults_mini_runtime() {
     let Some(mut p) = Parity::new("spec_defaults_mini_runtime", Base::Mini) else {
         return;
@@ -1162,7 +1159,6 @@ fn user_uid_gid_additional_gids_umask() {
 }
 
 #[test]
-#[ignore = "mini-runtime sets no HOME when process.env lacks one; runc sets the user's /etc/passwd home, else /"]
 fn user_from_etc_passwd_and_group() {
     let Some(mut p) = Parity::topic("user_from_etc_passwd_and_group") else {
         return;
@@ -1261,7 +1257,6 @@ fn env_and_cwd() {
 }
 
 #[test]
-#[ignore = "mini-runtime sets no HOME when process.env lacks one; runc sets the user's /etc/passwd home, else /"]
 fn env_without_home() {
     let Some(mut p) = Parity::topic("env_without_home") else {
         return;

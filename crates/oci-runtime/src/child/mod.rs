@@ -116,10 +116,11 @@ pub(crate) enum Step {
     Scheduler,
     Apparmor,
     Keyring,
+    Cgroup,
 }
 
 impl Step {
-    pub(crate) const ALL: [Step; 50] = [
+    pub(crate) const ALL: [Step; 51] = [
         Step::Signals,
         Step::CloseFds,
         Step::Setns,
@@ -170,6 +171,7 @@ impl Step {
         Step::Scheduler,
         Step::Apparmor,
         Step::Keyring,
+        Step::Cgroup,
     ];
 
     pub(crate) fn from_u32(v: u32) -> Option<Step> {
@@ -206,6 +208,8 @@ pub(crate) struct ChildFds {
     pub join: [RawFd; 8],
     /// A pidfd whose namespaces (`plan.join_pidfd_flags`) are joined, or -1.
     pub pidfd: RawFd,
+    /// `cgroup.procs` of each v1 cgroup to join (`0` written to each), -1 for none.
+    pub cgroup_procs: [RawFd; 12],
     /// Connected `--console-socket` or -1.
     pub console: RawFd,
     /// Fds below this number are the caller's (stdio plus `--preserve-fds`).
@@ -292,7 +296,7 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0)
         .map_err(at(Step::Signals, 1))?;
     // Drop every fd inherited from the (possibly busy) parent, including other spawns' pipes.
-    let mut keep = [-1; 16];
+    let mut keep = [-1; 32];
     let mut n = 0;
     for fd in [
         fds.to_parent,
@@ -304,6 +308,7 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
     ]
     .into_iter()
     .chain(fds.join)
+    .chain(fds.cgroup_procs)
     {
         if fd >= 0 && n < keep.len() {
             keep[n] = fd;
@@ -311,6 +316,15 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         }
     }
     close_other_fds_keep(&mut keep[..n], fds.keep_below).map_err(at(Step::CloseFds, 0))?;
+    // Into the container's v1 cgroups before anything of ours runs, and before a
+    // new cgroup namespace is made, so that it is rooted there. (cgroup2 was
+    // joined by clone3 itself.)
+    for (i, fd) in fds.cgroup_procs.iter().enumerate() {
+        if *fd >= 0 {
+            sys::write_all(*fd, b"0").map_err(at(Step::Cgroup, i))?;
+            sys::close(*fd);
+        }
+    }
     // SAFETY: umask only sets this process's file-creation mask.
     unsafe { libc::umask(0) };
 

@@ -66,7 +66,7 @@ pub(super) fn reset_signals() -> Result<(), Errno> {
 /// Closes every fd except stdio, the preserved ones below `keep_below`, and `keep`.
 pub(super) fn close_other_fds_keep(keep: &mut [RawFd], keep_below: RawFd) -> Result<(), Errno> {
     // Fds below `keep_below` (stdio and preserved fds) stay; express them as one range.
-    let mut all = [-1; 16];
+    let mut all = [-1; 32];
     let mut n = 0;
     for &fd in keep.iter() {
         if fd >= keep_below && n < all.len() {

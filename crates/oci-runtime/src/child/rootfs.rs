@@ -135,7 +135,7 @@ fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
                 chmod_in_root(root, &m.dest, mode).map_err(at(Step::Mount, i))?;
             }
         }
-        MountKind::CgroupV1 { dirs, links } => {
+        MountKind::CgroupV1 { dirs, links, fresh } => {
             let dst = resolve(root, &m.dest, Create::Dir).map_err(at(Step::MountTarget, i))?;
             let base = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
             let r = sys::mount(
@@ -154,7 +154,7 @@ fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
                 IN_ROOT,
             )
             .map_err(at(Step::MountTarget, i))?;
-            for (name, host) in dirs {
+            for (k, (name, host)) in dirs.iter().enumerate() {
                 let step = || -> Result<(), Errno> {
                     sys::mkdirat(t, name, 0o755)?;
                     let sub = sys::openat(
@@ -164,13 +164,22 @@ fn do_mount(root: RawFd, m: &MountPlan, i: usize) -> R<()> {
                         0,
                     )?;
                     let mut b = [0u8; 32];
-                    let r = sys::mount(
-                        host.as_ptr(),
-                        sys::fd_path(sub, &mut b),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    );
+                    let r = match fresh.get(k) {
+                        Some((source, options)) => sys::mount(
+                            source.as_ptr(),
+                            sys::fd_path(sub, &mut b),
+                            c"cgroup".as_ptr(),
+                            base,
+                            options.as_ptr(),
+                        ),
+                        None => sys::mount(
+                            host.as_ptr(),
+                            sys::fd_path(sub, &mut b),
+                            std::ptr::null(),
+                            libc::MS_BIND | libc::MS_REC,
+                            std::ptr::null(),
+                        ),
+                    };
                     sys::close(sub);
                     r?;
                     let sub = sys::openat(

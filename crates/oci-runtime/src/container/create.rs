@@ -6,11 +6,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{ContainerState, LinuxNamespaceType};
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType, LinuxResources};
 
 use super::{
     Runtime, connect_console, current_user, detach_mounts, mount_id, state_json, write_pid_file,
 };
+use crate::cgroups::{Cgroups, JoinFds, Manager};
 use crate::config::{Bundle, validate_id};
 use crate::error::{Error, Result, io_err};
 use crate::plan::{self, PlanOptions};
@@ -33,6 +34,19 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
 }
 
+/// Creates the container's cgroups, writes its limits and opens what the init
+/// needs to start in them; on failure nothing of them is left.
+fn prepare_cgroups(cg: &Cgroups, r: Option<&LinuxResources>) -> Result<JoinFds> {
+    cg.create(r)?;
+    let res = r
+        .map_or(Ok(()), |r| cg.apply(r))
+        .and_then(|()| cg.join_fds());
+    if res.is_err() {
+        let _ = cg.destroy();
+    }
+    res
+}
+
 impl Runtime {
     /// Creates container `id` from the bundle at `bundle`: namespaces, rootfs and
     /// process set up, the payload not yet exec'd. Returns the init's host pid.
@@ -45,11 +59,13 @@ impl Runtime {
         if crate::exe::needs_protected_exe(&bundle.spec) {
             crate::exe::require_protected_exe("create in a shared pid namespace")?;
         }
+        let cgroups = self.container_cgroups(id, bundle.spec.linux().as_ref())?;
         let plan = plan::build(
             &bundle,
             &PlanOptions {
                 no_pivot: opts.no_pivot,
                 session_keyring: (!opts.no_new_keyring).then(|| id.to_string()),
+                cgroup_hierarchies: cgroups.as_ref().map(|c| c.hierarchies.clone()),
             },
             &self.proc_root,
         )?;
@@ -86,12 +102,14 @@ impl Runtime {
                 .rootfs
                 .as_ref()
                 .is_some_and(|r| r.enter.shares_mount_ns()),
+            cgroups,
             hooks: bundle.spec.hooks().clone(),
             owner: current_user(),
         };
+        let resources = linux.and_then(|l| l.resources().as_ref());
         let locked = Locked::create(&self.root, id, &saved)?;
         let mount_before = saved.shares_mount_ns.then(|| mount_id(&saved.rootfs));
-        match self.spawn_init(&locked, &plan, &mut saved, console, opts) {
+        match self.spawn_init(&locked, &plan, &mut saved, console, opts, resources) {
             Ok(pid) => Ok(pid),
             Err(e) => {
                 // In the caller's mount namespace, a failed init leaves its mounts
@@ -114,6 +132,7 @@ impl Runtime {
         saved: &mut Saved,
         console: Option<OwnedFd>,
         opts: &CreateOptions,
+        resources: Option<&LinuxResources>,
     ) -> Result<i32> {
         let fifo_path = locked.fifo();
         let c = CString::new(fifo_path.as_os_str().as_bytes()).map_err(|_| Error::InvalidId {
@@ -163,7 +182,12 @@ impl Runtime {
             info.state.set_pid(Some(i32::MAX));
             state_json(&info).len()
         };
+        let cgroup = match &saved.cgroups {
+            Some(cg) => prepare_cgroups(cg, resources)?,
+            None => Default::default(),
+        };
         let io = SpawnIo {
+            cgroup,
             fifo: Some(fifo.into()),
             console,
             preserve_fds: opts.preserve_fds,
@@ -172,7 +196,15 @@ impl Runtime {
             pidfd: None,
             state_capacity,
         };
-        let pid = spawn(plan, io, &mut on_hooks)?;
+        let pid = match spawn(plan, io, &mut on_hooks) {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(cg) = &saved.cgroups {
+                    let _ = cg.destroy();
+                }
+                return Err(e);
+            }
+        };
         let mut finish = || -> Result<()> {
             saved.pid = pid;
             saved.start_time =
@@ -194,9 +226,35 @@ impl Runtime {
                 nix::sys::signal::Signal::SIGKILL,
             );
             let _ = super::wait_pid(pid);
+            if let Some(cg) = &saved.cgroups {
+                let _ = cg.destroy();
+            }
             return Err(e);
         }
         Ok(pid)
+    }
+
+    /// The cgroups a container of `linux` gets, or `None` when an unprivileged
+    /// caller asks for no limits and cannot make any (it stays in the caller's).
+    fn container_cgroups(
+        &self,
+        id: &str,
+        linux: Option<&oci_spec::runtime::Linux>,
+    ) -> Result<Option<Cgroups>> {
+        let path = linux.and_then(|l| l.cgroups_path().as_deref());
+        let resources = linux.and_then(|l| l.resources().as_ref());
+        let layout = crate::cgroups::detect(&self.cgroup_roots.cgroupfs)?;
+        let cg = Cgroups::new(&self.cgroup_roots, layout, path, id)?;
+        if nix::unistd::geteuid().is_root() || cg.writable() {
+            return Ok(Some(cg));
+        }
+        if crate::cgroups::asks_for_limits(resources) {
+            return Err(Error::CgroupUnsupported {
+                controller: "cgroups",
+                reason: "the config sets limits, but an unprivileged caller has no cgroup delegated to it",
+            });
+        }
+        Ok(None)
     }
 
     /// `create` then `start`; returns the init's host pid.

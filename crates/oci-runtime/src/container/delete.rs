@@ -3,6 +3,7 @@
 use oci_spec::runtime::ContainerState;
 
 use super::{Runtime, detach_mounts, pidfd, reap_if_child, signal_pidfd, state_json, wait_gone};
+use crate::cgroups::{Cgroups, Manager};
 use crate::error::{Error, Result};
 use crate::{hooks, procfs};
 
@@ -22,6 +23,10 @@ impl Runtime {
             });
         }
         if matches!(status, ContainerState::Running | ContainerState::Created) {
+            // A frozen init would take its SIGKILL only once thawed.
+            if let Some(cg) = s.cgroups.as_ref().filter(|c| c.frozen().unwrap_or(false)) {
+                cg.freeze(false)?;
+            }
             if let Some(fd) = pidfd(&self.proc_root, s.pid, s.start_time)? {
                 // With its own pid namespace, killing the init kills everything in it;
                 // without one (and without cgroups yet) the init is all we can name.
@@ -31,6 +36,12 @@ impl Runtime {
         } else if s.pid > 0 {
             // Stopped: reap it if it is our child and nobody has yet.
             reap_if_child(s.pid);
+        }
+        if let Some(cg) = &s.cgroups {
+            // Whatever is left in the cgroups (no pid namespace, or processes
+            // that were moved in) goes too, then the cgroups themselves.
+            self.kill_cgroup(cg)?;
+            cg.destroy()?;
         }
         if s.own_pid_ns && s.pid > 0 {
             // Wait (bounded) for the rest of the namespace to go, so nothing outlives delete.
@@ -57,5 +68,32 @@ impl Runtime {
         }
         l.remove()?;
         Ok(warnings)
+    }
+}
+
+impl Runtime {
+    /// SIGKILLs every process in the cgroups and waits (bounded) until none is left.
+    fn kill_cgroup(&self, cg: &Cgroups) -> Result<()> {
+        for _ in 0..3000 {
+            let pids = cg.pids()?;
+            if pids.is_empty() {
+                return Ok(());
+            }
+            // A frozen process dies only once thawed.
+            if cg.frozen().unwrap_or(false) {
+                cg.freeze(false)?;
+            }
+            for pid in pids {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                super::reap_if_child(pid);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Err(Error::Sys {
+            operation: "killing the processes left in the container's cgroups",
+            source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+        })
     }
 }

@@ -90,7 +90,8 @@ impl Runtime {
         if super::exited(&pidfd)? {
             return Err(stopped());
         }
-        let process_plan = plan::process_plan(process, last_cap, "process")?;
+        let mut process_plan = plan::process_plan(process, last_cap, "process")?;
+        plan::add_default_home(&mut process_plan, &root_path);
         let console = match (&opts.console_socket, process_plan.terminal) {
             (Some(p), true) => Some(connect_console(p)?),
             (None, true) => {
@@ -122,7 +123,13 @@ impl Runtime {
             last_cap,
             session_keyring: None,
         };
+        // Into the container's cgroups too, before any of the process's code runs.
+        let cgroup = match &s.cgroups {
+            Some(cg) => crate::cgroups::Manager::join_fds(cg)?,
+            None => Default::default(),
+        };
         let io = SpawnIo {
+            cgroup,
             fifo: None,
             console,
             preserve_fds: opts.preserve_fds,

@@ -4,6 +4,7 @@ mod create;
 mod delete;
 mod exec;
 mod kill;
+mod pause;
 mod start;
 
 use std::os::fd::OwnedFd;
@@ -30,6 +31,7 @@ pub const OCI_VERSION: &str = "1.2.0";
 pub struct Runtime {
     root: PathBuf,
     proc_root: PathBuf,
+    cgroup_roots: crate::cgroups::Roots,
 }
 
 /// What `state` and `list` report about a container.
@@ -45,6 +47,9 @@ pub struct ContainerInfo {
     pub owner: String,
     /// Exit status of the init, when whoever waited for it recorded it.
     pub exit_status: Option<i32>,
+    /// Whether its processes are frozen (`pause`): runc shows the status `paused`
+    /// then, a state the runtime spec does not name.
+    pub paused: bool,
 }
 
 impl Runtime {
@@ -53,7 +58,14 @@ impl Runtime {
         Runtime {
             root: root.into(),
             proc_root: PathBuf::from("/proc"),
+            cgroup_roots: crate::cgroups::Roots::default(),
         }
+    }
+
+    /// The same runtime with cgroups found under other roots (a test's temp dirs).
+    pub fn with_cgroup_roots(mut self, roots: crate::cgroups::Roots) -> Self {
+        self.cgroup_roots = roots;
+        self
     }
 
     /// The state root.
@@ -104,6 +116,10 @@ impl Runtime {
             rootfs: s.rootfs.clone(),
             owner: s.owner.clone(),
             exit_status: s.exit_status,
+            paused: matches!(status, ContainerState::Created | ContainerState::Running)
+                && s.cgroups
+                    .as_ref()
+                    .is_some_and(|c| crate::cgroups::Manager::frozen(c).unwrap_or(false)),
         }
     }
 
@@ -154,10 +170,11 @@ impl Runtime {
             ContainerState::Created | ContainerState::Running => {}
             _ => return Ok(Vec::new()),
         }
-        if s.own_pid_ns {
-            Ok(procfs::pids_in_pidns_of(&self.proc_root, s.pid))
-        } else {
-            Ok(vec![s.pid])
+        match (&s.cgroups, s.own_pid_ns) {
+            // The cgroup holds every process, with or without a pid namespace.
+            (Some(cg), _) => crate::cgroups::Manager::pids(cg),
+            (None, true) => Ok(procfs::pids_in_pidns_of(&self.proc_root, s.pid)),
+            (None, false) => Ok(vec![s.pid]),
         }
     }
 

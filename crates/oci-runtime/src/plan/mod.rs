@@ -13,7 +13,7 @@ use crate::error::{Result, invalid};
 mod process;
 mod rootfs;
 
-pub(crate) use process::{ProcessPlan, cap_number, last_cap, process_plan};
+pub(crate) use process::{ProcessPlan, add_default_home, cap_number, last_cap, process_plan};
 pub use process::{cap_number_by_name, known_capabilities};
 pub(crate) use rootfs::{
     DevicePlan, EnterRoot, MountKind, MountPlan, RelPath, RootfsPlan, parse_mount_options,
@@ -79,6 +79,9 @@ pub(crate) struct PlanOptions {
     pub no_pivot: bool,
     /// Name of the session keyring to create and join (`None`: keep the caller's).
     pub session_keyring: Option<String>,
+    /// The container's v1 cgroup dirs by hierarchy, for a `cgroup` mount (`None`:
+    /// it stays in the caller's cgroups, which that mount then shows).
+    pub cgroup_hierarchies: Option<std::collections::BTreeMap<String, std::path::PathBuf>>,
 }
 
 pub(crate) fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -159,10 +162,15 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
     let new_user = new_flags & libc::CLONE_NEWUSER != 0;
     let new_time = new_flags & libc::CLONE_NEWTIME != 0;
     let two_stage = joins_pid || joins_user || new_time || !join.is_empty();
+    // A new cgroup namespace is unshared by the child after it has joined its
+    // v1 cgroups, so that it is rooted in them rather than in the caller's.
     let (clone_flags, unshare_flags) = if two_stage {
         (0u64, new_flags)
     } else {
-        (new_flags as u64, 0)
+        (
+            (new_flags & !libc::CLONE_NEWCGROUP) as u64,
+            new_flags & libc::CLONE_NEWCGROUP,
+        )
     };
 
     let fmt_map = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
@@ -186,9 +194,19 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
         _ => None,
     };
 
+    // In its own cgroup namespace a container can mount v1 hierarchies afresh,
+    // rooted at its cgroups; not from inside a user namespace.
+    let fresh_cgroupfs = new_flags & libc::CLONE_NEWCGROUP != 0 && !new_user && !joins_user;
     let mut mounts = Vec::new();
     for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
-        mounts.push(mount_plan(m, i, &bundle.dir, proc_root)?);
+        mounts.push(mount_plan(
+            m,
+            i,
+            &bundle.dir,
+            proc_root,
+            opts.cgroup_hierarchies.as_ref(),
+            fresh_cgroupfs,
+        )?);
     }
     let dev_is_bind = mounts
         .iter()
@@ -285,6 +303,7 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     let mut process = process_plan(process, last_cap, "process")?;
+    process::add_default_home(&mut process, &bundle.rootfs);
     if let Some(p) = linux.personality() {
         use oci_spec::runtime::LinuxPersonalityDomain as P;
         process.personality = Some(match p.domain() {

@@ -259,6 +259,50 @@ pub(crate) fn process_plan(p: &Process, last_cap: u32, field: &str) -> Result<Pr
     })
 }
 
+/// As runc: a process whose env has no `HOME` gets its user's home from the
+/// container's `/etc/passwd` (read inside `root`, never through a symlink out of
+/// it), or `/` when the user has no entry there.
+pub(crate) fn add_default_home(p: &mut ProcessPlan, root: &Path) {
+    if p.env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+        return;
+    }
+    let home = passwd_home(root, p.uid).unwrap_or_else(|| "/".to_string());
+    if let Ok(e) = CString::new(format!("HOME={home}")) {
+        p.env.push(e);
+    }
+}
+
+/// The home directory of `uid` in `<root>/etc/passwd`.
+fn passwd_home(root: &Path, uid: u32) -> Option<String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let fd = rustix::fs::openat2(
+        &dir,
+        "etc/passwd",
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    let mut text = String::new();
+    use std::io::Read;
+    // A passwd file is small; a huge one is not read whole.
+    std::fs::File::from(fd)
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid) && !f[5].is_empty())
+            .then(|| f[5].to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,5 +313,30 @@ mod tests {
         assert_eq!(cap_number_by_name("net_raw"), Some(13));
         assert_eq!(cap_number_by_name("CAP_NOPE"), None);
         assert_eq!(cap_number(&oci_spec::runtime::Capability::Kill), Some(5));
+    }
+}
+
+#[cfg(test)]
+mod home_tests {
+    use super::*;
+
+    #[test]
+    fn home_comes_from_the_rootfs_passwd_or_is_slash() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(t.path().join("etc")).expect("mkdir");
+        std::fs::write(
+            t.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .expect("passwd");
+        assert_eq!(passwd_home(t.path(), 1000).as_deref(), Some("/home/app"));
+        assert_eq!(passwd_home(t.path(), 0).as_deref(), Some("/root"));
+        assert_eq!(passwd_home(t.path(), 5), None);
+        // A passwd that is a symlink out of the root is read inside it (here: missing).
+        let u = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(u.path().join("etc")).expect("mkdir");
+        std::os::unix::fs::symlink(t.path().join("etc/passwd"), u.path().join("etc/passwd"))
+            .expect("symlink");
+        assert_eq!(passwd_home(u.path(), 1000), None);
     }
 }

@@ -97,6 +97,11 @@ pub(crate) enum MountKind {
     CgroupV1 {
         dirs: Vec<(CString, CString)>,
         links: Vec<(CString, CString)>,
+        /// In a cgroup namespace of its own (and no user namespace, where v1
+        /// cgroupfs cannot be mounted): a fresh mount of each hierarchy, which
+        /// shows the namespace's root, as runc mounts them; `(source, options)`
+        /// per entry of `dirs`. Empty: bind `dirs`.
+        fresh: Vec<(CString, CString)>,
     },
 }
 
@@ -264,6 +269,39 @@ fn mountinfo_position(mountinfo: &str, name: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// The v1 hierarchies a container's `/sys/fs/cgroup` shows: its own cgroup dirs
+/// (`hierarchies`: mount name → dir, made before the init mounts them), or, for
+/// a container left in its creator's cgroups, the creator's.
+fn v1_cgroup_binds(
+    proc_root: &Path,
+    hierarchies: Option<&std::collections::BTreeMap<String, std::path::PathBuf>>,
+) -> (CPairs, CPairs) {
+    let Some(h) = hierarchies else {
+        return own_v1_cgroups(proc_root);
+    };
+    let mountinfo = std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap_or_default();
+    let mut dirs: Vec<(usize, CString, CString)> = Vec::new();
+    let mut links = Vec::new();
+    for (name, dir) in h {
+        let (Ok(n), Ok(d)) = (
+            CString::new(name.as_str()),
+            CString::new(dir.to_string_lossy().into_owned()),
+        ) else {
+            continue;
+        };
+        if name.contains(',') {
+            for c in name.split(',') {
+                if let (Ok(l), Ok(t)) = (CString::new(c), CString::new(name.as_str())) {
+                    links.push((l, t));
+                }
+            }
+        }
+        dirs.push((mountinfo_position(&mountinfo, name), n, d));
+    }
+    dirs.sort_by_key(|(pos, _, _)| *pos);
+    (dirs.into_iter().map(|(_, n, d)| (n, d)).collect(), links)
+}
+
 fn own_v1_cgroups(proc_root: &Path) -> (CPairs, CPairs) {
     let mut dirs: Vec<(usize, CString, CString)> = Vec::new();
     let mut links = Vec::new();
@@ -313,6 +351,8 @@ pub(super) fn mount_plan(
     i: usize,
     bundle_dir: &Path,
     proc_root: &Path,
+    hierarchies: Option<&std::collections::BTreeMap<String, std::path::PathBuf>>,
+    fresh_cgroupfs: bool,
 ) -> Result<MountPlan> {
     let field = format!("mounts[{i}]");
     let opts = parse_mount_options(m.options().as_deref().unwrap_or(&[]))
@@ -348,8 +388,21 @@ pub(super) fn mount_plan(
                 source: CString::from(c"cgroup"),
             }
         } else {
-            let (dirs, links) = own_v1_cgroups(proc_root);
-            MountKind::CgroupV1 { dirs, links }
+            let (dirs, links) = v1_cgroup_binds(proc_root, hierarchies);
+            let fresh = if fresh_cgroupfs && hierarchies.is_some() {
+                dirs.iter()
+                    .map(|(name, _)| {
+                        if name.as_bytes() == b"systemd" {
+                            (CString::from(c"systemd"), CString::from(c"name=systemd"))
+                        } else {
+                            (CString::from(c"cgroup"), name.clone())
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            MountKind::CgroupV1 { dirs, links, fresh }
         }
     } else {
         let source = m

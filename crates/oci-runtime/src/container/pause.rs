@@ -1,0 +1,46 @@
+//! `pause`, `resume` and `update`: the container's cgroups, after create.
+
+use oci_spec::runtime::{ContainerState, LinuxResources};
+
+use super::Runtime;
+use crate::cgroups::{Cgroups, Manager};
+use crate::error::{Error, Result};
+
+impl Runtime {
+    /// Freezes every process of a running container; returns once the kernel
+    /// reports them frozen.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let cg = self.running_cgroups(id, "pause")?;
+        cg.freeze(true)
+    }
+
+    /// Thaws a paused container; returns once the kernel reports it thawed.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let cg = self.running_cgroups(id, "resume")?;
+        cg.freeze(false)
+    }
+
+    /// Writes new limits into a created or running container's cgroups.
+    pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
+        crate::config::validate_resources(resources, "resources")?;
+        let cg = self.running_cgroups(id, "update")?;
+        cg.apply(resources)
+    }
+
+    fn running_cgroups(&self, id: &str, operation: &'static str) -> Result<Cgroups> {
+        let l = self.open(id)?;
+        let s = l.load(id)?;
+        let status = self.status(&s);
+        if !matches!(status, ContainerState::Created | ContainerState::Running) {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                operation,
+            });
+        }
+        s.cgroups.ok_or(Error::CgroupUnsupported {
+            controller: "cgroups",
+            reason: "the container runs in its creator's cgroup (rootless, no delegation)",
+        })
+    }
+}
