@@ -1,0 +1,12 @@
+//! Device access rules (`linux.resources.devices`): v1 files and the v2 eBPF program.
+//!
+//! The rules are ordered allow and deny edits. As runc does, an emulator of the
+//! v1 kernel controller first reduces them to an effective state: a default
+//! (allow all or deny all) and exceptions to it; each backend then applies only
+//! that state, so a spec means the same on v1 and v2.
+//!
+//! Rules are taken as given: the devices a runtime always allows (`/dev/null`,
+//! the container's `linux.devices`, …) are the caller's to append.
+
+mod emulator;
+mod rule;
