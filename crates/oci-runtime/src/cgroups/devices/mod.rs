@@ -3,10 +3,17 @@
 //! The rules are ordered allow and deny edits. As runc does, an emulator of the
 //! v1 kernel controller first reduces them to an effective state: a default
 //! (allow all or deny all) and exceptions to it; each backend then applies only
-//! that state, so a spec means the same on v1 and v2.
+//! that state, so a spec means the same on v1 and v2:
+//! - v1 ([`apply_v1`]) writes the transition from the cgroup's current list to
+//!   `devices.deny` and `devices.allow`, and reads `devices.list` back.
 //!
 //! Rules are taken as given: the devices a runtime always allows (`/dev/null`,
 //! the container's `linux.devices`, …) are the caller's to append.
 
 mod emulator;
 mod rule;
+#[cfg(test)]
+mod testutil;
+mod v1;
+
+pub(crate) use v1::apply_v1;
