@@ -535,12 +535,6 @@ pub fn validate_resources(r: &oci_spec::runtime::LinuxResources, field: &str) ->
     if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(invalid(f("rdma"), "the rdma controller is not supported"));
     }
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(invalid(
-            f("devices"),
-            "device cgroup rules are not supported yet",
-        ));
-    }
     for (i, d) in r.devices().iter().flatten().enumerate() {
         let access = d.access().as_deref().unwrap_or("");
         if !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {

@@ -813,8 +813,15 @@ fn spec_cmd(bundle: &Path, rootless: bool) -> Result<(), CliError> {
         spec.set_process(Some(process));
     }
     if let Some(mut linux) = spec.linux().clone() {
-        // Cgroup limits and seccomp are not implemented yet: the default spec carries neither.
-        linux.set_resources(None);
+        // runc's default: no device but the ones every container gets.
+        let mut deny_all = oci_spec::runtime::LinuxDeviceCgroup::default();
+        deny_all.set_allow(false);
+        deny_all.set_access(Some("rwm".into()));
+        let mut resources = oci_spec::runtime::LinuxResources::default();
+        resources.set_devices(Some(vec![deny_all]));
+        // Rootless: no cgroup is ours to limit, so none, as `runc spec --rootless`.
+        linux.set_resources((!rootless).then_some(resources));
+        // Seccomp is not implemented yet: the default spec carries none.
         linux.set_seccomp(None);
         spec.set_linux(Some(linux));
     }

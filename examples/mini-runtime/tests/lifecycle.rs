@@ -343,7 +343,10 @@ fn features_and_spec() {
     let c: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap_or_default())
             .unwrap_or_default();
-    assert!(c["linux"]["resources"].is_null());
+    assert!(
+        c["linux"]["resources"].is_null(),
+        "rootless: no cgroup limits"
+    );
     assert!(c["linux"]["seccomp"].is_null());
     assert!(c["linux"]["uidMappings"].is_array());
     // runc >= 1.1.2's default: no inheritable set (CVE-2022-29162), a terminal.
@@ -357,6 +360,22 @@ fn features_and_spec() {
         .output()
         .expect("spec");
     assert_eq!(out.status.code(), Some(1), "spec refuses to overwrite");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = rt
+        .cmd()
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .expect("spec");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap_or_default())
+            .unwrap_or_default();
+    assert_eq!(
+        c["linux"]["resources"],
+        serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}),
+        "runc's default device rule"
+    );
     let out = rt
         .cmd()
         .args(["--systemd-cgroup", "list"])

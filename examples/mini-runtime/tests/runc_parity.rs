@@ -359,12 +359,10 @@ impl Parity {
             let text = std::fs::read_to_string(&config).expect("read config");
             bundle.config = serde_json::from_str(&text).expect("config json");
         }
-        // Cgroups and seccomp are not implemented in mini-runtime yet; both runtimes
-        // get the same config without them.
+        // Seccomp is not implemented in mini-runtime yet; both runtimes get the
+        // same config without it.
         if let Some(l) = bundle.config["linux"].as_object_mut() {
-            l.remove("resources");
             l.remove("seccomp");
-            l.remove("cgroupsPath");
         }
         // No test has a terminal to give.
         bundle.config["process"]["terminal"] = json!(false);
@@ -741,14 +739,7 @@ fn mountinfo(lines: &[String]) -> Vec<String> {
                 None => o.to_string(),
             })
             .collect();
-        let fstype = f.get(sep + 1).copied().unwrap_or("");
-        // mini-runtime creates no cgroups yet (linux.resources is stripped), so it
-        // shows the caller's cgroup where runc shows the one it made for the container.
-        let root = if fstype == "cgroup" || fstype == "cgroup2" {
-            "<cgroup>"
-        } else {
-            f[3]
-        };
+        let root = f[3];
         out.push(format!(
             "{point} parent={parent} dev={dev} root={root} {opts} [{optional}] - {rest}",
             point = f[4],
@@ -1315,6 +1306,40 @@ fn sysctls() {
     p.check_same();
 }
 
+/// Cgroup limits as runc writes them into the v1 controllers, read back from
+/// inside the container through its own cgroup mounts.
+#[test]
+fn cgroup_limits() {
+    let Some(mut p) = Parity::topic("cgroup_limits") else {
+        return;
+    };
+    p.config()["linux"]["resources"] = json!({
+        "devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}
+        ],
+        "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728,
+                   "swappiness": 30, "disableOOMKiller": false},
+        "cpu": {"shares": 512, "quota": 25000, "period": 50000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 42}
+    });
+    p.section(
+        "cgroup-files",
+        "cd /sys/fs/cgroup && for f in memory/memory.limit_in_bytes \
+         memory/memory.soft_limit_in_bytes memory/memory.memsw.limit_in_bytes \
+         memory/memory.swappiness cpu/cpu.shares cpu/cpu.cfs_quota_us \
+         cpu/cpu.cfs_period_us cpuset/cpuset.cpus cpuset/cpuset.mems pids/pids.max \
+         devices/devices.list; do echo \"$f: $(cat $f | tr '\\n' ' ')\"; done",
+    );
+    p.section(
+        "device-access",
+        "head -c1 /dev/zero >/dev/null && echo zero-read; \
+         (echo x > /dev/zero) 2>/dev/null && echo zero-write || echo zero-write-denied",
+    );
+    p.expect("cgroup-files", "pids/pids.max: 42 ");
+    p.check_same();
+}
+
 #[test]
 fn masked_and_readonly_paths() {
     let Some(mut p) = Parity::topic("masked_and_readonly_paths") else {
@@ -1780,7 +1805,7 @@ fn normalising_hides_only_what_must_differ() {
         "90 12 254:0 /b/rootfs / rw,relatime - ext4 /dev/vda rw",
         "91 90 0:50 / /dev rw,nosuid shared:3 - tmpfs tmpfs rw,mode=755",
         "95 92 0:50 /null /proc/keys rw,nosuid - tmpfs tmpfs rw,mode=755",
-        "96 93 0:29 / /sys/fs/cgroup/cpu ro - cgroup cgroup rw,cpu",
+        "96 93 0:29 /c1 /sys/fs/cgroup/cpu ro - cgroup cgroup rw,cpu",
     ]);
     assert!(
         compare(
@@ -1790,6 +1815,22 @@ fn normalising_hides_only_what_must_differ() {
             &norm
         )
         .is_ok()
+    );
+    // Both runtimes make cgroups now: showing another cgroup is a real difference.
+    let other_cgroup = mi(&[
+        "68 46 254:0 /b/rootfs / rw,relatime - ext4 /dev/vda rw",
+        "70 68 0:42 / /dev rw,nosuid shared:12 - tmpfs tmpfs rw,mode=755",
+        "52 69 0:42 /null /proc/keys rw,nosuid - tmpfs tmpfs rw,mode=755",
+        "76 75 0:29 / /sys/fs/cgroup/cpu ro - cgroup cgroup rw,cpu",
+    ]);
+    assert!(
+        compare(
+            "cgroup",
+            &outcome(7, runc.clone()),
+            &outcome(7, other_cgroup),
+            &norm
+        )
+        .is_err()
     );
     // Binding the host's /dev/null instead of the container's is a real difference.
     let host_null = mi(&[

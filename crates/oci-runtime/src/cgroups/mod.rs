@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, invalid};
 
-#[allow(dead_code)]
-// pub(crate) mod devices;
+pub(crate) mod devices;
 mod v1;
 mod v2;
 

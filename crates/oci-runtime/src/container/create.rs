@@ -106,7 +106,15 @@ impl Runtime {
             hooks: bundle.spec.hooks().clone(),
             owner: current_user(),
         };
-        let resources = linux.and_then(|l| l.resources().as_ref());
+        // Device rules always: runc's defaults confine even a config that names none.
+        let resources = saved.cgroups.is_some().then(|| {
+            let mut r = linux
+                .and_then(|l| l.resources().clone())
+                .unwrap_or_default();
+            r.set_devices(Some(crate::cgroups::devices::container_rules(linux)));
+            r
+        });
+        let resources = resources.as_ref();
         let locked = Locked::create(&self.root, id, &saved)?;
         let mount_before = saved.shares_mount_ns.then(|| mount_id(&saved.rootfs));
         match self.spawn_init(&locked, &plan, &mut saved, console, opts, resources) {

@@ -23,6 +23,13 @@ impl Runtime {
     /// Writes new limits into a created or running container's cgroups.
     pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
         crate::config::validate_resources(resources, "resources")?;
+        if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            // As runc: device rules are the config's, fixed at create.
+            return Err(crate::error::invalid(
+                "resources.devices",
+                "device rules cannot be updated",
+            ));
+        }
         let cg = self.running_cgroups(id, "update")?;
         cg.apply(resources)
     }

@@ -104,6 +104,7 @@ impl Insn {
     }
 
     /// The destination register.
+    #[cfg(test)]
     pub(crate) fn dst(self) -> u8 {
         if cfg!(target_endian = "little") {
             self.regs & 0xf
@@ -113,6 +114,7 @@ impl Insn {
     }
 
     /// The source register.
+    #[cfg(test)]
     pub(crate) fn src(self) -> u8 {
         if cfg!(target_endian = "little") {
             self.regs >> 4

@@ -6,7 +6,9 @@ use std::fmt;
 
 use oci_spec::runtime::LinuxDeviceCgroup;
 
-use super::rule::{self, Access, Device, Kind, Rule, Target};
+#[cfg(test)]
+use super::rule::Kind;
+use super::rule::{self, Access, Device, Rule, Target};
 use crate::Result;
 use crate::error::invalid;
 
@@ -123,6 +125,7 @@ impl State {
 
     /// Whether opening (`r`, `w`) or creating (`m`) the device node
     /// `kind major:minor` with these accesses is allowed.
+    #[cfg(test)]
     pub(crate) fn allows(&self, kind: Kind, major: u32, minor: u32, access: Access) -> bool {
         let mut matching = self
             .exceptions()

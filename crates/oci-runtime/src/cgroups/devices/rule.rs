@@ -51,6 +51,7 @@ impl Access {
     pub(crate) const ALL: Access = Access(7);
 
     /// The set with these `BPF_DEVCG_ACC_*` bits; unknown bits are dropped.
+    #[cfg(test)]
     pub(crate) const fn from_bits(bits: u8) -> Access {
         Access(bits & Access::ALL.0)
     }
@@ -128,6 +129,7 @@ pub(crate) struct Device {
 
 impl Device {
     /// Whether the device node `kind major:minor` is one of these devices.
+    #[cfg(test)]
     pub(crate) fn matches(&self, kind: Kind, major: u32, minor: u32) -> bool {
         self.kind == kind
             && self.major.is_none_or(|m| m == major)

@@ -152,10 +152,13 @@ fn sys(operation: &'static str) -> impl FnOnce(io::Error) -> Error {
 /// which replaces whatever device filters the cgroup has.
 #[derive(Debug)]
 pub(crate) struct DeviceFilter {
+    #[cfg_attr(not(test), allow(dead_code))]
     prog: OwnedFd,
+    #[cfg_attr(not(test), allow(dead_code))]
     id: u32,
 }
 
+#[cfg(test)]
 impl DeviceFilter {
     /// The kernel's id of the program, as [`attached_filters`] and `bpftool` show it.
     pub(crate) fn id(&self) -> u32 {

@@ -90,6 +90,9 @@ pub(super) fn apply(dirs: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Res
     if let Some(n) = r.network() {
         net::apply(dirs, n)?;
     }
+    if let Some(d) = r.devices().as_deref() {
+        super::devices::apply_v1(need(dirs, "devices")?, d)?;
+    }
     Ok(())
 }
 

@@ -159,6 +159,23 @@ pub(super) fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             reason: "linux.resources.network needs cgroup v1's net_cls/net_prio",
         });
     }
+    if let Some(d) = r.devices().as_deref() {
+        // cgroup2 has no devices files: an eBPF program attached to the cgroup
+        // decides each open and mknod.
+        let fd = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::Io {
+            operation: "opening cgroup",
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
+        super::devices::apply_v2(std::os::fd::AsFd::as_fd(&fd), d)?;
+    }
     unified(dir, r)?;
     Ok(())
 }
