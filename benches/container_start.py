@@ -116,6 +116,39 @@ def main():
         }
         report("run /bin/true", interleaved(cases, args.runs), "crun run")
 
+        # What cgroups cost: runc's default config (its deny-all device rule in
+        # linux.resources) against the same bundle with limits on top and with no
+        # linux.resources at all. Every container gets its cgroups and device
+        # rules either way, as with runc; only the writes of limits differ.
+        limited = os.path.join(work, "limited")
+        shutil.copytree(b, limited, symlinks=True)
+        with open(os.path.join(b, "config.json")) as f:
+            config = json.load(f)
+        config["linux"]["resources"] = {
+            "devices": [{"allow": False, "access": "rwm"}],
+            "memory": {"limit": 64 << 20},
+            "pids": {"limit": 64},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+        }
+        with open(os.path.join(limited, "config.json"), "w") as f:
+            json.dump(config, f)
+        plain = os.path.join(work, "plain")
+        shutil.copytree(b, plain, symlinks=True)
+        config["linux"].pop("resources")
+        with open(os.path.join(plain, "config.json"), "w") as f:
+            json.dump(config, f)
+        default = os.path.join(work, "default")
+        shutil.copytree(b, default, symlinks=True)
+        config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+        with open(os.path.join(default, "config.json"), "w") as f:
+            json.dump(config, f)
+        cases = {
+            "no linux.resources": lambda i: [BIN, "--root", roots["mr"], "run", "-b", plain, f"p{i}"],
+            "runc's default (device rule)": lambda i: [BIN, "--root", roots["mr"], "run", "-b", default, f"d{i}"],
+            "memory, pids and cpu limits": lambda i: [BIN, "--root", roots["mr"], "run", "-b", limited, f"l{i}"],
+        }
+        report("mini-runtime run /bin/true: what linux.resources costs", interleaved(cases, args.runs), "no linux.resources")
+
         # exec: the same binary from a read-only bind mount (already protected,
         # no re-exec), from a writable copy (re-exec through the overlayfs view),
         # and from a writable copy whose scratch dir cannot be made, so the
