@@ -315,6 +315,18 @@ fn warn_all(log: &Logger, warnings: Vec<Error>) {
     }
 }
 
+/// One warning when a container was left in its creator's cgroup (rootless,
+/// nothing delegated): it runs, but nothing accounts or limits it on its own.
+fn warn_if_no_cgroups(rt: &Runtime, id: &str, log: &Logger) {
+    if rt.state(id).is_ok_and(|i| !i.own_cgroups) {
+        let msg = format!(
+            "container {id} runs in this user's cgroup: no cgroup is delegated to it, \
+             so the container has no cgroups of its own"
+        );
+        log.log("warning", &msg);
+    }
+}
+
 fn create_opts(a: &CreateArgs) -> CreateOptions {
     CreateOptions {
         console_socket: a.console_socket.clone(),
@@ -352,6 +364,7 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
     match cmd {
         OciCommand::Create(a) => {
             rt.create(&a.id, &a.bundle, &create_opts(&a))?;
+            warn_if_no_cgroups(&rt, &a.id, log);
         }
         OciCommand::Start { id } => warn_all(log, rt.start(&id)?),
         OciCommand::State { id } => {
@@ -433,6 +446,7 @@ fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
     }
     let receiver = console.as_ref().map(|c| c.receive());
     let (pid, warnings) = rt.run(&id, &a.create.bundle, &opts)?;
+    warn_if_no_cgroups(rt, &id, log);
     warn_all(log, warnings);
     if a.detach {
         return Ok(0);

@@ -319,12 +319,30 @@ fn rootless_run_as_unprivileged_user() {
     let id = unique_id("rootless");
     let out = as_nobody(&["run", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // No cgroup is delegated to nobody: one warning, and the container runs.
+    assert_eq!(
+        stderr(&out).matches("no cgroup is delegated").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
     let text = stdout(&out);
     let lines: Vec<Vec<&str>> = text
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(lines, [vec!["0"], vec!["0", "65534", "1"]], "{text}");
+
+    // A limit nobody cannot set is an error naming why, not a silent no-op.
+    c["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+    std::fs::write(&path, c.to_string()).expect("write config");
+    let out = as_nobody(&["run", &unique_id("rootless-limit")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no cgroup delegated"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

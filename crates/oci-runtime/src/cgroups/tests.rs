@@ -235,3 +235,46 @@ fn v2_limits_land_in_their_files() {
             .contains("swappiness")
     );
 }
+
+/// `cgroup.freeze` on this host's cgroup2 mount (hybrid here, unified elsewhere):
+/// a forked child moved into a fresh cgroup is frozen and thawed, and
+/// `cgroup.events` agrees each time before `freeze` returns.
+#[test]
+fn cgroup2_freeze_on_the_host() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cgroup2_freeze_on_the_host needs root and CI=true forbids skipping"
+        );
+        eprintln!("skipping cgroup2_freeze_on_the_host: needs root");
+        return;
+    }
+    let roots = Roots::default();
+    let mount = match detect(&roots.cgroupfs).expect("layout") {
+        Layout::Unified => roots.cgroupfs.clone(),
+        Layout::Hybrid => roots.cgroupfs.join("unified"),
+        Layout::Legacy => return,
+    };
+    let dir = mount.join(format!("freeze-test-{}", std::process::id()));
+    std::fs::create_dir(&dir).expect("mkdir cgroup");
+    let mut child = std::process::Command::new("/bin/busybox")
+        .args(["sleep", "100"])
+        .spawn()
+        .expect("spawn");
+    let res = std::panic::catch_unwind(|| {
+        write(&dir.join("cgroup.procs"), &child.id().to_string()).expect("move in");
+        v2::freezer::freeze(&dir, true).expect("freeze");
+        assert!(v2::freezer::frozen(&dir).expect("read"));
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        assert!(stat.contains(") S") || stat.contains(") D"), "{stat}");
+        v2::freezer::freeze(&dir, false).expect("thaw");
+        assert!(!v2::freezer::frozen(&dir).expect("read"));
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = remove_tree(&dir);
+    if let Err(p) = res {
+        std::panic::resume_unwind(p);
+    }
+}

@@ -50,6 +50,9 @@ pub struct ContainerInfo {
     /// Whether its processes are frozen (`pause`): runc shows the status `paused`
     /// then, a state the runtime spec does not name.
     pub paused: bool,
+    /// Whether it has cgroups of its own; `false` when an unprivileged creator had
+    /// none delegated and it runs in the creator's.
+    pub own_cgroups: bool,
 }
 
 impl Runtime {
@@ -116,6 +119,7 @@ impl Runtime {
             rootfs: s.rootfs.clone(),
             owner: s.owner.clone(),
             exit_status: s.exit_status,
+            own_cgroups: s.cgroups.is_some(),
             paused: matches!(status, ContainerState::Created | ContainerState::Running)
                 && s.cgroups
                     .as_ref()
