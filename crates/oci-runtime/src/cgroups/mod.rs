@@ -405,6 +405,21 @@ impl Manager for Cgroups {
     }
 }
 
+/// Whether a block IO section sets anything (a weight of 0 is "unset").
+pub(crate) fn block_io_is_set(b: &oci_spec::runtime::LinuxBlockIo) -> bool {
+    b.weight().is_some_and(|w| w != 0)
+        || b.leaf_weight().is_some_and(|w| w != 0)
+        || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+        || [
+            b.throttle_read_bps_device(),
+            b.throttle_write_bps_device(),
+            b.throttle_read_iops_device(),
+            b.throttle_write_iops_device(),
+        ]
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+}
+
 /// Whether `r` asks for any limit.
 pub(crate) fn asks_for_limits(r: Option<&LinuxResources>) -> bool {
     let Some(r) = r else {

@@ -3,7 +3,7 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use oci_spec::runtime::{ContainerState, Process};
+use oci_spec::runtime::Process;
 
 use super::{Runtime, connect_console, write_pid_file};
 use crate::config::validate_process;
@@ -47,16 +47,7 @@ impl Runtime {
     pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
         validate_process(process, "process")?;
         crate::exe::require_protected_exe("exec")?;
-        let l = self.open(id)?;
-        let s = l.load(id)?;
-        let status = self.status(&s);
-        if !matches!(status, ContainerState::Created | ContainerState::Running) {
-            return Err(Error::WrongState {
-                id: id.into(),
-                status: status.to_string(),
-                operation: "exec",
-            });
-        }
+        let (l, s) = self.open_live(id, "exec")?;
         let last_cap = plan::last_cap(&self.proc_root);
         let stopped = || Error::WrongState {
             id: id.into(),

@@ -1,7 +1,5 @@
 //! `kill`: signal the init, or every process of the container.
 
-use oci_spec::runtime::ContainerState;
-
 use super::{Runtime, pidfd, signal_pidfd};
 use crate::cgroups::Manager;
 use crate::error::{Error, Result};
@@ -11,16 +9,7 @@ use crate::state::Saved;
 impl Runtime {
     /// Sends `signal` to the container's init, or with `all` to all its processes.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
-        let l = self.open(id)?;
-        let s = l.load(id)?;
-        let status = self.status(&s);
-        if !matches!(status, ContainerState::Created | ContainerState::Running) {
-            return Err(Error::WrongState {
-                id: id.into(),
-                status: status.to_string(),
-                operation: "kill",
-            });
-        }
+        let (_l, s) = self.open_live(id, "kill")?;
         let Some(fd) = pidfd(&self.proc_root, s.pid, s.start_time)? else {
             return Err(Error::WrongState {
                 id: id.into(),

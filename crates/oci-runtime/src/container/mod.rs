@@ -81,6 +81,21 @@ impl Runtime {
         Locked::open(&self.root, id)
     }
 
+    /// Opens a container that must be created or running for `operation`.
+    fn open_live(&self, id: &str, operation: &'static str) -> Result<(Locked, Saved)> {
+        let l = self.open(id)?;
+        let s = l.load(id)?;
+        let status = self.status(&s);
+        if !matches!(status, ContainerState::Created | ContainerState::Running) {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                operation,
+            });
+        }
+        Ok((l, s))
+    }
+
     fn status(&self, s: &Saved) -> ContainerState {
         // A create that died half-way stays `creating`, for `delete --force` to clean.
         if s.pid == 0 || s.creating {

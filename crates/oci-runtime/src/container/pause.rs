@@ -1,6 +1,6 @@
 //! `pause`, `resume` and `update`: the container's cgroups, after create.
 
-use oci_spec::runtime::{ContainerState, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 
 use super::Runtime;
 use crate::cgroups::{Cgroups, Manager};
@@ -35,16 +35,7 @@ impl Runtime {
     }
 
     fn running_cgroups(&self, id: &str, operation: &'static str) -> Result<Cgroups> {
-        let l = self.open(id)?;
-        let s = l.load(id)?;
-        let status = self.status(&s);
-        if !matches!(status, ContainerState::Created | ContainerState::Running) {
-            return Err(Error::WrongState {
-                id: id.into(),
-                status: status.to_string(),
-                operation,
-            });
-        }
+        let (_, s) = self.open_live(id, operation)?;
         s.cgroups.ok_or(Error::CgroupUnsupported {
             controller: "cgroups",
             reason: "the container runs in its creator's cgroup (rootless, no delegation)",

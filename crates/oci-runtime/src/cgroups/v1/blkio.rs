@@ -7,19 +7,7 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
 use super::set;
 use crate::error::{Error, Result};
 
-pub(super) fn is_set(b: &LinuxBlockIo) -> bool {
-    b.weight().is_some()
-        || b.leaf_weight().is_some()
-        || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-        || [
-            b.throttle_read_bps_device(),
-            b.throttle_write_bps_device(),
-            b.throttle_read_iops_device(),
-            b.throttle_write_iops_device(),
-        ]
-        .iter()
-        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
-}
+pub(super) use super::super::block_io_is_set as is_set;
 
 /// The weight file of this kernel: CFQ's `blkio.<name>` or BFQ's `blkio.bfq.<name>`.
 fn weight_file(dir: &Path, name: &'static str) -> Result<String> {

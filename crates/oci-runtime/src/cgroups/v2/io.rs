@@ -7,19 +7,7 @@ use oci_spec::runtime::LinuxBlockIo;
 use super::super::write;
 use crate::error::{Error, Result};
 
-pub(super) fn is_set(b: &LinuxBlockIo) -> bool {
-    b.weight().is_some_and(|w| w != 0)
-        || b.leaf_weight().is_some_and(|w| w != 0)
-        || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-        || [
-            b.throttle_read_bps_device(),
-            b.throttle_write_bps_device(),
-            b.throttle_read_iops_device(),
-            b.throttle_write_iops_device(),
-        ]
-        .iter()
-        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
-}
+pub(super) use super::super::block_io_is_set as is_set;
 
 /// runc's conversion of a blkio weight (10..=1000) to an io weight (1..=10000).
 pub(crate) fn blkio_to_io_weight(w: u16) -> u64 {
