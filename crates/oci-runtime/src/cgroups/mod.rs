@@ -21,6 +21,9 @@ pub(crate) mod devices;
 mod v1;
 mod v2;
 
+pub mod events;
+pub mod stats;
+
 /// How cgroupfs is mounted on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layout {

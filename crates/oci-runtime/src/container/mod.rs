@@ -6,6 +6,7 @@ mod exec;
 mod kill;
 mod pause;
 mod start;
+mod stats;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
