@@ -1,6 +1,7 @@
 //! `mini-runtime`: a runc-compatible OCI runtime and image commands,
 //! composed only from the crates of this workspace.
 
+mod events_cmd;
 mod image_cmd;
 mod oci_cmd;
 mod update_cmd;

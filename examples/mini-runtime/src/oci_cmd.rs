@@ -99,6 +99,8 @@ pub(crate) enum OciCommand {
     },
     /// Change a running container's resource limits.
     Update(Box<crate::update_cmd::UpdateArgs>),
+    /// Print a container's OOM notifications and resource statistics as JSON lines.
+    Events(crate::events_cmd::EventsArgs),
     /// Print the features this runtime implements, as JSON.
     Features,
     /// Write a default config.json into the bundle.
@@ -392,6 +394,7 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
         OciCommand::Pause { id } => rt.pause(&id)?,
         OciCommand::Resume { id } => rt.resume(&id)?,
         OciCommand::Update(a) => rt.update(&a.id, &crate::update_cmd::resources(&a)?)?,
+        OciCommand::Events(a) => crate::events_cmd::run(&rt, &a, |e| warn_all(log, vec![e]))?,
         OciCommand::Features => println!("{}", pretty(&features())),
         OciCommand::Spec { bundle } => spec_cmd(&bundle, g.rootless.as_deref() == Some("true"))?,
     }
