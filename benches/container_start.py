@@ -6,7 +6,11 @@ and the cost of `exec` under each way of protecting the runtime binary
 view, the sealed memfd copy.
 
     cargo build --release -p mini-runtime
-    python3 benches/container_start.py [--runs 300]
+    python3 benches/container_start.py [--runs 300] [--baseline BIN]
+
+--baseline names a second mini-runtime binary (one built from an earlier
+commit, say) whose `run` of the bundle without linux.resources joins the
+linux.resources table: against a build without cgroups, what cgroups cost.
 
 Run as root. The whole benchmark runs in a private mount namespace; on a host
 with hybrid cgroups the v2 mount is unmounted there, since crun refuses hybrid
@@ -99,6 +103,7 @@ def report(title, times, base):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--baseline", help="another mini-runtime binary to compare `run` with")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -142,11 +147,15 @@ def main():
         config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
         with open(os.path.join(default, "config.json"), "w") as f:
             json.dump(config, f)
-        cases = {
+        cases = {}
+        if args.baseline:
+            cases["baseline binary, no linux.resources"] = lambda i: [
+                args.baseline, "--root", roots["mr"], "run", "-b", plain, f"b{i}"]
+        cases.update({
             "no linux.resources": lambda i: [BIN, "--root", roots["mr"], "run", "-b", plain, f"p{i}"],
             "runc's default (device rule)": lambda i: [BIN, "--root", roots["mr"], "run", "-b", default, f"d{i}"],
             "memory, pids and cpu limits": lambda i: [BIN, "--root", roots["mr"], "run", "-b", limited, f"l{i}"],
-        }
+        })
         report("mini-runtime run /bin/true: what linux.resources costs", interleaved(cases, args.runs), "no linux.resources")
 
         # exec: the same binary from a read-only bind mount (already protected,

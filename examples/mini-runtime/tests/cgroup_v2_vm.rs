@@ -104,6 +104,7 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
         b=$(grep usage_usec /sys/fs/cgroup/busy/cpu.stat); \
         [ \"$a\" = \"$b\" ] && echo paused-cpu:still || echo paused-cpu:moving; \
         $R resume busy && $R state busy | grep '\"status\"'; \
+        echo \"stats: $($R events --stats busy)\"; \
         a=$(grep usage_usec /sys/fs/cgroup/busy/cpu.stat); sleep 1; \
         b=$(grep usage_usec /sys/fs/cgroup/busy/cpu.stat); \
         [ \"$a\" = \"$b\" ] && echo resumed-cpu:still || echo resumed-cpu:moving; \
@@ -111,9 +112,11 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
         echo '=== bomb'; $R run -d -b /work/bomb bomb; sleep 2; \
         echo \"bomb-pids: $(cat /sys/fs/cgroup/bomb/pids.current)\"; \
         grep max /sys/fs/cgroup/bomb/pids.events; $R delete -f bomb; \
-        echo '=== oom'; $R run -d -b /work/hog hog; \
+        echo '=== oom'; $R create -b /work/hog hog; \
+        ($R events --interval 60s hog > /tmp/hog-events) & ev=$!; sleep 1; $R start hog; \
         i=0; while [ $i -lt 300 ] && ! $R state hog | grep -q stopped; do sleep 0.1; i=$((i+1)); done; \
-        grep oom_kill /sys/fs/cgroup/hog/memory.events; $R delete -f hog; echo '=== end'";
+        grep oom_kill /sys/fs/cgroup/hog/memory.events; wait $ev; \
+        echo \"events: $(cat /tmp/hog-events)\"; $R delete -f hog; echo '=== end'";
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let include = |host: &std::path::Path, guest: &str| format!("{}:{guest}", host.display());
     let out = Command::new("bash")
@@ -171,6 +174,22 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
     ] {
         assert!(fr.contains(want), "{want:?} in the freeze section:\n{fr}");
     }
+    // Statistics read back from the v2 files, in runc's events JSON.
+    let stats_line = fr
+        .lines()
+        .find_map(|l| l.strip_prefix("stats: "))
+        .unwrap_or_else(|| panic!("no stats line:\n{fr}"));
+    let stats: serde_json::Value = serde_json::from_str(stats_line)
+        .unwrap_or_else(|e| panic!("stats JSON {stats_line:?}: {e}"));
+    assert_eq!(stats["type"], "stats", "{stats}");
+    assert!(
+        stats["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0,
+        "the busy loop's cpu time: {stats}"
+    );
+    assert!(
+        stats["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "{stats}"
+    );
     let bomb_out = section("bomb");
     let current: u32 = bomb_out
         .lines()
@@ -191,4 +210,12 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     assert!(kills >= 1, "the hog was OOM-killed:\n{oom}");
+    let events = oom
+        .lines()
+        .find_map(|l| l.strip_prefix("events: "))
+        .unwrap_or_else(|| panic!("no events line:\n{oom}"));
+    assert!(
+        events.contains("\"type\":\"oom\""),
+        "`events` reported the OOM kill:\n{oom}"
+    );
 }
