@@ -4,6 +4,7 @@
 mod events_cmd;
 mod image_cmd;
 mod oci_cmd;
+mod terminal;
 mod update_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
