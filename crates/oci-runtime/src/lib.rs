@@ -39,6 +39,8 @@ mod exe;
 mod hooks;
 mod plan;
 mod procfs;
+#[allow(dead_code)]
+mod seccomp;
 mod spawn;
 mod state;
 // System calls: the parent's side goes through nix, and through rustix where
