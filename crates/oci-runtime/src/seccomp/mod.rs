@@ -85,6 +85,8 @@ mod syscalls;
 #[cfg(test)]
 mod interp;
 #[cfg(test)]
+mod live_tests;
+#[cfg(test)]
 mod reference;
 #[cfg(test)]
 mod tests;
