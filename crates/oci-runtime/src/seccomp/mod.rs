@@ -42,19 +42,22 @@
 //!   holds the native ABI; `SCMP_ARCH_X86` adds i386 (`int 0x80` and 32-bit
 //!   processes) and `SCMP_ARCH_X32` adds x32. A call from any other ABI kills
 //!   the process (`SECCOMP_RET_KILL_PROCESS`; libseccomp's default for a bad
-//!   architecture kills only the calling thread and leaves the others running). An x32 call (x86_64 with
-//!   `0x4000_0000` in the number) on a profile without x32 is such a call: it
-//!   never matches an x86_64 rule, and is killed rather than given the
-//!   default, so an allow-by-default profile cannot be bypassed through x32.
+//!   architecture kills only the calling thread and leaves the others
+//!   running). An x32 call (x86_64 with `0x4000_0000` in the number) on a
+//!   profile without x32 is such a call: it never matches an x86_64 rule,
+//!   and is killed rather than given the default, so an allow-by-default
+//!   profile cannot be bypassed through x32 (as libseccomp, which lets
+//!   only -1, a tracer's "skip this call", through to the default).
 //!   Other architectures a profile lists cannot run here and are skipped.
 //!   libseccomp's rewriting of i386 `socketcall` and `ipc` multiplexing is
 //!   not done: i386 `socket` is the direct call 359, and a profile that wants
 //!   the multiplexer names `socketcall`, as Docker's does.
 //! - **Flags**: `SECCOMP_FILTER_FLAG_LOG`, `_SPEC_ALLOW`,
 //!   `_WAIT_KILLABLE_RECV` (only together with a listener, as libseccomp
-//!   passes it), `_TSYNC` accepted and not passed (the init is single
-//!   threaded, as runc reasons); `NEW_LISTENER` when any action is notify,
-//!   which then needs `listenerPath`.
+//!   passes it), `_TSYNC` accepted and not passed, as runc does (the init
+//!   that installs the filter has one thread, and the kernel refuses TSYNC
+//!   next to a listener); `NEW_LISTENER` when any action is notify, which
+//!   then needs `listenerPath`.
 //! - Unknown action, operator, architecture and flag names are refused when
 //!   `config.json` is parsed, by oci-spec's enums, naming the field.
 //!

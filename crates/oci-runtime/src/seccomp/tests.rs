@@ -665,6 +665,19 @@ fn long_allow_lists_stay_small_and_shallow() {
 }
 
 #[test]
+fn a_300_call_allow_list_for_x86_64() {
+    let names: Vec<&str> = syscalls::X86_64.iter().map(|(n, _)| *n).take(300).collect();
+    let f = compile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}],
+    }));
+    let (len, longest) = (f.program().len(), longest_path(f.program()));
+    println!("300 x86_64 calls: {len} instructions, longest path {longest}");
+    // 5 for the arch and x32 checks, 7 levels of search, the ret.
+    assert_eq!((len, longest), (231, 12));
+}
+
+#[test]
 fn profiles_past_the_kernel_limit_are_refused() {
     // Every call with a distinct 64-bit condition: far more than 4096 instructions.
     let rules: Vec<Value> = syscalls::X86_64
