@@ -4,9 +4,11 @@
 # The host here has hybrid cgroups and no AppArmor; this is where tests of
 # cgroup v2 and AppArmor behaviour run.
 #
-# Usage: scripts/vm/run.sh [--include HOST[:GUEST]]... [--mem MiB] -- CMD [ARG]...
+# Usage: scripts/vm/run.sh [--include HOST[:GUEST]]... [--mem MiB] [--disk MiB] -- CMD [ARG]...
 #   --include   copy a file or directory into the guest (default GUEST path: the
 #               same as HOST). Executables get their shared libraries too.
+#   --disk      attach an empty virtio disk of that size (the guest's /dev/vda),
+#               with the virtio_blk and bfq modules loaded, for io controller tests.
 # Prints the guest's console; exits with CMD's exit status (125 if the VM failed).
 # Needs root only to install packages; software emulation (TCG), so no /dev/kvm.
 set -euo pipefail
@@ -14,11 +16,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VM_CACHE:-/var/cache/container-blocks-vm}
 mem=1024
+disk=0
 includes=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --include) includes+=("$2"); shift 2 ;;
     --mem) mem=$2; shift 2 ;;
+    --disk) disk=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "scripts/vm/run.sh: unknown option $1 (see the usage at the top of the script)" >&2; exit 2 ;;
   esac
@@ -64,8 +68,16 @@ copy_in() { # HOST GUEST: the file or tree, plus shared libraries of executables
     done
   done
 }
-for m in fs/overlayfs/overlay.ko drivers/net/veth.ko; do
-  cp "$kdir/lib/modules/$kver/kernel/$m" "$root/lib/modules/"
+# The guest loads /lib/modules/*.ko in name order: the prefixes put each
+# module after the ones it needs.
+modules=(fs/overlayfs/overlay.ko drivers/net/veth.ko)
+[ "$disk" -gt 0 ] && modules+=(drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko
+  drivers/virtio/virtio_pci_modern_dev.ko drivers/virtio/virtio_pci_legacy_dev.ko
+  drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko block/bfq.ko)
+n=10
+for m in "${modules[@]}"; do
+  cp "$kdir/lib/modules/$kver/kernel/$m" "$root/lib/modules/$n-$(basename "$m")"
+  n=$((n + 1))
 done
 aa=$(command -v apparmor_parser || echo /sbin/apparmor_parser)
 copy_in "$aa" /sbin/apparmor_parser
@@ -81,10 +93,16 @@ chmod +x "$root/init" "$root/init2"
 trap 'rm -rf "$root" "$root.cpio.gz"' EXIT
 
 log=$(mktemp)
-trap 'rm -rf "$root" "$root.cpio.gz" "$log"' EXIT
+drive=()
+if [ "$disk" -gt 0 ]; then
+  img=$(mktemp)
+  truncate -s "${disk}M" "$img"
+  drive=(-drive "file=$img,if=virtio,format=raw")
+fi
+trap 'rm -rf "$root" "$root.cpio.gz" "$log" ${img:+"$img"}' EXIT
 timeout "${VM_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$mem" \
   -nographic -no-reboot -monitor none -serial stdio \
-  -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$root.cpio.gz" \
+  -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$root.cpio.gz" "${drive[@]}" \
   -append "console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all apparmor=1 security=apparmor" \
   </dev/null | tee "$log" || true
 status=$(grep -aoE 'VM-EXIT-STATUS=[0-9]+' "$log" | tail -1 | cut -d= -f2)

@@ -75,6 +75,21 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
         ],
         json!({"pids": {"limit": 10}}),
     );
+    // The guest's virtio disk is 254:0 (checked there), with BFQ.
+    let io = bundle(
+        &[
+            "sh",
+            "-c",
+            "echo \"io.max: $(cat /sys/fs/cgroup/io.max)\"; \
+             echo \"io.bfq.weight: $(cat /sys/fs/cgroup/io.bfq.weight | tr '\\n' ' ')\"",
+        ],
+        json!({"blockIO": {
+            "weight": 500,
+            "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
+            "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 100}]
+        }}),
+    );
+    let _ = std::os::unix::fs::symlink("busybox", io.rootfs().join("bin/tr"));
     let hog = bundle(
         &["/hog"],
         json!({"memory": {"limit": 16777216, "swap": 16777216}}),
@@ -112,6 +127,8 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
         echo '=== bomb'; $R run -d -b /work/bomb bomb; sleep 2; \
         echo \"bomb-pids: $(cat /sys/fs/cgroup/bomb/pids.current)\"; \
         grep max /sys/fs/cgroup/bomb/pids.events; $R delete -f bomb; \
+        echo '=== io'; echo \"disk: $(cat /sys/block/vda/dev)\"; \
+        echo bfq > /sys/block/vda/queue/scheduler; $R run -b /work/io io; \
         echo '=== oom'; $R create -b /work/hog hog; \
         ($R events --interval 60s hog > /tmp/hog-events) & ev=$!; sleep 1; $R start hog; \
         i=0; while [ $i -lt 300 ] && ! $R state hog | grep -q stopped; do sleep 0.1; i=$((i+1)); done; \
@@ -129,6 +146,8 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
         .args(["--include", &include(busy.path(), "/work/busy")])
         .args(["--include", &include(bomb.path(), "/work/bomb")])
         .args(["--include", &include(hog.path(), "/work/hog")])
+        .args(["--include", &include(io.path(), "/work/io")])
+        .args(["--disk", "64"])
         .args(["--", "sh", "-c", script])
         .output()
         .expect("scripts/vm/run.sh runs");
@@ -203,6 +222,20 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
             .any(|l| l.starts_with("max ") && l != "max 0"),
         "forks were refused:\n{bomb_out}"
     );
+    let io_out = section("io");
+    assert!(
+        io_out.contains("disk: 254:0"),
+        "the guest's disk number:\n{io_out}"
+    );
+    for want in [
+        "io.max: 254:0 rbps=1048576 wbps=max riops=max wiops=100",
+        "io.bfq.weight: default 500",
+    ] {
+        assert!(
+            io_out.contains(want),
+            "{want:?} in the io section:\n{io_out}"
+        );
+    }
     let oom = section("oom");
     let kills: u32 = oom
         .lines()
