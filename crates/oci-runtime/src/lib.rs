@@ -39,7 +39,6 @@ mod exe;
 mod hooks;
 mod plan;
 mod procfs;
-#[allow(dead_code)]
 mod seccomp;
 mod spawn;
 mod state;

@@ -445,6 +445,7 @@ fn describe(plan: &InitPlan, msg: Msg) -> Error {
         Some(Step::IoPriority) => ("ioprio_set", None),
         Some(Step::Keyring) => ("joining a new session keyring", None),
         Some(Step::Cgroup) => ("joining the container's cgroup v1 hierarchies", None),
+        Some(Step::Seccomp) => ("installing the seccomp filter", None),
         Some(Step::Scheduler) => ("sched_setattr", None),
         Some(Step::Apparmor) => (
             "applying AppArmor profile",

@@ -80,8 +80,27 @@ fn config_refusals_name_the_field() {
             Box::new(|c| c["linux"]["cgroupsPath"] = json!("system.slice:docker:abc")),
         ),
         (
-            "linux.seccomp",
-            Box::new(|c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"})),
+            "linux.seccomp.syscalls[0].names",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]})
+            }),
+        ),
+        (
+            "linux.seccomp.syscalls[0].args[0].index",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                                  "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]})
+            }),
+        ),
+        (
+            "linux.seccomp.listenerPath",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": "/run/agent.sock",
+                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
+            }),
         ),
         (
             "root.path",

@@ -20,7 +20,9 @@ mod rootfs;
 
 use devices::setup_console;
 use hooks::{report_start_hook_failure, run_hook};
-use process::{close_other_fds_keep, find_executable, reset_signals, setup_process};
+use process::{
+    close_other_fds_keep, find_executable, install_seccomp, reset_signals, setup_process,
+};
 use procfs::{private_procfs, write_proc};
 use rootfs::{enter_root, prepare_rootfs};
 
@@ -117,10 +119,11 @@ pub(crate) enum Step {
     Apparmor,
     Keyring,
     Cgroup,
+    Seccomp,
 }
 
 impl Step {
-    pub(crate) const ALL: [Step; 51] = [
+    pub(crate) const ALL: [Step; 52] = [
         Step::Signals,
         Step::CloseFds,
         Step::Setns,
@@ -172,6 +175,7 @@ impl Step {
         Step::Apparmor,
         Step::Keyring,
         Step::Cgroup,
+        Step::Seccomp,
     ];
 
     pub(crate) fn from_u32(v: u32) -> Option<Step> {
@@ -617,6 +621,12 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
                 errno: e,
             });
         }
+    }
+    if plan.process.no_new_privs
+        && let Some(f) = &plan.process.seccomp
+    {
+        // With no_new_privs, as late as can be: nothing of the setup is filtered.
+        install_seccomp(f)?;
     }
     // SAFETY: `exe` is NUL-terminated; argv/envp are null-terminated pointer arrays whose
     // strings live in the plan, which outlives this call.

@@ -193,6 +193,16 @@ pub(super) fn setup_process(plan: &InitPlan, slave: RawFd) -> R<()> {
             });
         }
     }
+    if !p.no_new_privs
+        && let Some(f) = &p.seccomp
+    {
+        // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: before the
+        // capabilities go, as runc does. What this process still calls after it
+        // (prctl, setgroups, setresgid, setresuid, capset, umask, chdir, getcwd,
+        // stat, access, write, read, close, execve, and for startContainer hooks
+        // clone and wait4) the profile must allow.
+        install_seccomp(f)?;
+    }
     if let Some(c) = p.caps {
         // Dropping from the bounding set needs CAP_SETPCAP, which setresuid may take away.
         // Every number a kernel may have, not only those we know: one newer than
@@ -344,4 +354,27 @@ pub(super) fn find_executable(plan: &InitPlan) -> R<*const c_char> {
         index: 0,
         errno: libc::ENOENT,
     })
+}
+
+/// Installs a compiled seccomp filter on this thread (`SECCOMP_SET_MODE_FILTER`).
+pub(super) fn install_seccomp(f: &crate::seccomp::Filter) -> R<()> {
+    let fprog = f.fprog();
+    // SAFETY: `fprog` points into the filter's program, which lives in the plan
+    // for the whole call; the kernel copies it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1usize, // SECCOMP_SET_MODE_FILTER
+            f.flags(),
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r == -1 {
+        return Err(Fail {
+            step: Step::Seccomp,
+            index: 0,
+            errno: sys::errno(),
+        });
+    }
+    Ok(())
 }

@@ -130,6 +130,23 @@ fn hook_plans(hooks: Option<&Vec<oci_spec::runtime::Hook>>, field: &str) -> Resu
         .collect()
 }
 
+/// Compiles `linux.seccomp`, if any, for the container's processes.
+pub(crate) fn seccomp_filter(
+    linux: &oci_spec::runtime::Linux,
+) -> Result<Option<crate::seccomp::Filter>> {
+    let Some(profile) = linux.seccomp() else {
+        return Ok(None);
+    };
+    let filter = crate::seccomp::Filter::compile(profile)?;
+    if filter.listener().is_some() {
+        return Err(invalid(
+            "linux.seccomp.listenerPath",
+            "user notification (SCMP_ACT_NOTIFY) is not supported yet",
+        ));
+    }
+    Ok(Some(filter))
+}
+
 /// Builds the plan for a container's init from a validated bundle.
 pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Result<InitPlan> {
     let spec: &Spec = &bundle.spec;
@@ -303,6 +320,7 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     let mut process = process_plan(process, last_cap, "process")?;
+    process.seccomp = seccomp_filter(linux)?;
     process::add_default_home(&mut process, &bundle.rootfs);
     if let Some(p) = linux.personality() {
         use oci_spec::runtime::LinuxPersonalityDomain as P;

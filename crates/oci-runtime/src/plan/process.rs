@@ -51,6 +51,8 @@ pub(crate) struct ProcessPlan {
     pub scheduler: Option<SchedPlan>,
     /// `exec <profile>` for the AppArmor exec attribute.
     pub apparmor: Option<CString>,
+    /// The compiled `linux.seccomp` filter, installed by the child.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 /// `sched_setattr` arguments.
@@ -256,6 +258,7 @@ pub(crate) fn process_plan(p: &Process, last_cap: u32, field: &str) -> Result<Pr
             .filter(|a| !a.is_empty())
             .map(|a| cstring(&format!("exec {a}"), &format!("{field}.apparmorProfile")))
             .transpose()?,
+        seccomp: None,
     })
 }
 

@@ -80,8 +80,14 @@ pub(super) enum To {
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Stmt(u16, u32),
+    #[cfg_attr(not(test), allow(dead_code))]
     Ja(Label),
-    Branch { cond: Cond, k: u32, jt: To, jf: To },
+    Branch {
+        cond: Cond,
+        k: u32,
+        jt: To,
+        jf: To,
+    },
     Bind(Label),
 }
 
@@ -133,6 +139,7 @@ impl Asm {
     }
 
     /// Jumps to `to` unconditionally.
+    #[cfg(test)]
     pub(super) fn jump(&mut self, to: Label) {
         self.ops.push(Op::Ja(to));
     }

@@ -97,6 +97,7 @@ mod tests;
 use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxSeccomp;
+#[cfg(test)]
 use seccompiler::sock_filter;
 
 use crate::error::{Result, invalid};
@@ -151,6 +152,7 @@ impl Filter {
     }
 
     /// The instructions.
+    #[cfg(test)]
     pub(crate) fn program(&self) -> &[sock_filter] {
         &self.program
     }
