@@ -324,7 +324,7 @@ fn features_and_spec() {
     let out = rt.run(&["features"]);
     assert!(out.status.success());
     let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(f["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert_eq!(f["linux"]["apparmor"]["enabled"], true);
     assert!(
         f["linux"]["namespaces"]

@@ -359,11 +359,7 @@ impl Parity {
             let text = std::fs::read_to_string(&config).expect("read config");
             bundle.config = serde_json::from_str(&text).expect("config json");
         }
-        // Seccomp is not implemented in mini-runtime yet; both runtimes get the
-        // same config without it.
-        if let Some(l) = bundle.config["linux"].as_object_mut() {
-            l.remove("seccomp");
-        }
+
         // No test has a terminal to give.
         bundle.config["process"]["terminal"] = json!(false);
         let rootfs = bundle.rootfs();
