@@ -477,21 +477,30 @@ fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
     Ok(code)
 }
 
+/// Reads a JSON document from `path` (`-`: standard input); errors name the field.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliError> {
+    let mut bytes = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map(drop)
+    } else {
+        std::fs::read(path).map(|b| bytes = b)
+    };
+    read.map_err(|source| CliError::Io {
+        operation: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| CliError::Json {
+        path: path.to_path_buf(),
+        field: e.path().to_string(),
+        source: e.into_inner(),
+    })
+}
+
 fn exec_cmd(rt: &Runtime, a: ExecArgs) -> Result<i32, CliError> {
     let mut p = match &a.process {
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(|source| CliError::Io {
-                operation: "reading",
-                path: path.clone(),
-                source,
-            })?;
-            let de = &mut serde_json::Deserializer::from_slice(&bytes);
-            serde_path_to_error::deserialize(de).map_err(|e| CliError::Json {
-                path: path.clone(),
-                field: e.path().to_string(),
-                source: e.into_inner(),
-            })?
-        }
+        Some(path) => read_json(path)?,
         None => {
             if a.command.is_empty() {
                 return Err(CliError::Usage("exec needs a command or --process".into()));

@@ -1,6 +1,5 @@
 //! `update`: new limits for a running container, from a JSON file or runc's flags.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -96,25 +95,7 @@ pub(crate) fn resources(a: &UpdateArgs) -> Result<LinuxResources, CliError> {
         ));
     }
     let mut r: LinuxResources = match &a.resources {
-        Some(path) => {
-            let mut bytes = Vec::new();
-            let read = if path.as_os_str() == "-" {
-                std::io::stdin().read_to_end(&mut bytes).map(drop)
-            } else {
-                std::fs::read(path).map(|b| bytes = b)
-            };
-            read.map_err(|source| CliError::Io {
-                operation: "reading",
-                path: path.clone(),
-                source,
-            })?;
-            let de = &mut serde_json::Deserializer::from_slice(&bytes);
-            serde_path_to_error::deserialize(de).map_err(|e| CliError::Json {
-                path: path.clone(),
-                field: e.path().to_string(),
-                source: e.into_inner(),
-            })?
-        }
+        Some(path) => crate::oci_cmd::read_json(path)?,
         None => LinuxResources::default(),
     };
     let mut cpu = r.cpu().clone().unwrap_or_default();

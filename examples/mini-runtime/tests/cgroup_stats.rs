@@ -320,19 +320,7 @@ int main(int argc, char **argv) {
 
 fn hog_bundle(args: &[&str]) -> Bundle {
     let b = limited_bundle(args, 16 << 20, 32);
-    let src = b.path().join("hog.c");
-    std::fs::write(&src, HOG).expect("write hog.c");
-    let cc = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(b.rootfs().join("hog"))
-        .arg(&src)
-        .output()
-        .expect("gcc runs");
-    assert!(
-        cc.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
+    common::compile_static(HOG, &b.rootfs().join("hog"));
     b
 }
 

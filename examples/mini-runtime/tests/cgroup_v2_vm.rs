@@ -94,20 +94,7 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
         &["/hog"],
         json!({"memory": {"limit": 16777216, "swap": 16777216}}),
     );
-    let work = tempfile::tempdir().expect("tempdir");
-    let src = work.path().join("hog.c");
-    std::fs::write(&src, HOG).expect("write hog.c");
-    let cc = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(hog.rootfs().join("hog"))
-        .arg(&src)
-        .output()
-        .expect("gcc runs");
-    assert!(
-        cc.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
+    common::compile_static(HOG, &hog.rootfs().join("hog"));
 
     let script = "\
         R='mini-runtime --root /run/mr'; \

@@ -408,19 +408,7 @@ fn runtime_binary_never_writable_from_container() {
     let mut b = Bundle::new(&["/watcher"]);
     let runtime = std::fs::read(common::bin_path()).expect("read runtime binary");
     let meta = std::fs::metadata(common::bin_path()).expect("stat runtime binary");
-    let src = b.path().join("watcher.c");
-    std::fs::write(&src, EXE_WATCHER).expect("write watcher.c");
-    let cc = std::process::Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(b.rootfs().join("watcher"))
-        .arg(&src)
-        .output()
-        .expect("gcc runs");
-    assert!(
-        cc.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
+    common::compile_static(EXE_WATCHER, &b.rootfs().join("watcher"));
     b.config["process"]["args"] = json!([
         "/watcher",
         meta.dev().to_string(),

@@ -229,3 +229,21 @@ pub fn place_at_fd3(fd: i32) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// Compiles a C program, statically, to `out` (inside a rootfs, say), with gcc.
+pub fn compile_static(source: &str, out: &Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("prog.c");
+    std::fs::write(&src, source).expect("write C source");
+    let cc = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        cc.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+}
