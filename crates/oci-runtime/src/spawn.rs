@@ -33,6 +33,9 @@ pub(crate) struct SpawnIo {
     pub pidfd: Option<OwnedFd>,
     /// The cgroups to start in.
     pub cgroup: crate::cgroups::JoinFds,
+    /// The container's state, sent (with the process's pid) to a seccomp
+    /// agent along with the listener fd.
+    pub agent_state: serde_json::Value,
     /// Bytes reserved for the state JSON that container-side hooks read; the
     /// child cannot allocate, so the parent sizes its buffer before the clone.
     pub state_capacity: usize,
@@ -87,7 +90,7 @@ fn write_maps(pid: i32, plan: &InitPlan) -> Result<()> {
 /// Returns the pid of the payload process (a child of the calling process).
 pub(crate) fn spawn(
     plan: &InitPlan,
-    io: SpawnIo,
+    mut io: SpawnIo,
     on_hooks: &mut dyn FnMut(i32) -> Result<Vec<u8>>,
 ) -> Result<i32> {
     let argv = ptr_array(&plan.process.args);
@@ -183,6 +186,7 @@ pub(crate) fn spawn(
     drop(to_parent);
     drop(from_parent);
     let wait_exec = io.wait_exec;
+    let agent_state = std::mem::take(&mut io.agent_state);
     let state_capacity = io.state_capacity;
     drop(io);
     drop(join_files);
@@ -241,6 +245,26 @@ pub(crate) fn spawn(
                     return Err(e);
                 }
             },
+            child::MSG_SECCOMP => {
+                let listener = plan.process.seccomp.as_ref().and_then(|f| f.listener());
+                match listener.map(|l| hand_over_listener(l, init_pid, msg.value, &agent_state)) {
+                    Some(Ok(())) => to_child
+                        .write_all(&[0])
+                        .map_err(io_err("signalling", "init"))?,
+                    Some(Err(e)) => {
+                        let _ = to_child.write_all(&[1]);
+                        return Err(e);
+                    }
+                    None => {
+                        let _ = to_child.write_all(&[1]);
+                        return Err(Error::Init {
+                            step: "protocol".into(),
+                            detail: Some("a seccomp listener without a listenerPath".into()),
+                            source: std::io::Error::from_raw_os_error(libc::EPROTO),
+                        });
+                    }
+                }
+            }
             child::MSG_READY => {
                 ready = true;
                 if !wait_exec {
@@ -258,6 +282,58 @@ pub(crate) fn spawn(
             }
         }
     }
+}
+
+/// Takes the init's seccomp listener fd (`pidfd_getfd`) and sends it, with the
+/// container's process state, to the agent at `listenerPath`, as the runtime
+/// spec's seccomp-notify hand-off describes: one message on a unix stream
+/// socket, the state JSON as data, the fd as `SCM_RIGHTS`.
+fn hand_over_listener(
+    listener: &crate::seccomp::Listener,
+    pid: i32,
+    fd: i32,
+    state: &serde_json::Value,
+) -> Result<()> {
+    let fail = |operation: &'static str| {
+        let path = listener.path.clone();
+        move |e: std::io::Error| Error::Io {
+            operation,
+            path,
+            source: e,
+        }
+    };
+    let rpid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))
+        .map_err(fail("taking the seccomp listener for"))?;
+    let pidfd = rustix::process::pidfd_open(rpid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| fail("taking the seccomp listener for")(e.into()))?;
+    let seccomp_fd =
+        rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+            .map_err(|e| fail("taking the seccomp listener for")(e.into()))?;
+    let mut state = state.clone();
+    state["pid"] = serde_json::json!(pid);
+    let message = serde_json::json!({
+        "ociVersion": crate::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": listener.metadata.clone().unwrap_or_default(),
+        "state": state,
+    });
+    let bytes = serde_json::to_vec(&message).unwrap_or_default();
+    let stream = std::os::unix::net::UnixStream::connect(&listener.path)
+        .map_err(fail("connecting to the seccomp agent at"))?;
+    let fds = [seccomp_fd.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(&bytes)];
+    nix::sys::socket::sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| fail("sending the seccomp listener to")(e.into()))?;
+    Ok(())
 }
 
 fn read_full(f: &mut File, buf: &mut [u8]) -> Result<usize> {

@@ -98,7 +98,6 @@ fn config_refusals_name_the_field() {
             "linux.seccomp.listenerPath",
             Box::new(|c| {
                 c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
-                    "listenerPath": "/run/agent.sock",
                     "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
             }),
         ),

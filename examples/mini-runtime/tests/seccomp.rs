@@ -64,3 +64,124 @@ fn the_filter_holds_in_both_install_orders_and_for_exec() {
     );
     assert!(rt.run(&["delete", "-f", &id]).status.success());
 }
+
+/// `SECCOMP_IOCTL_NOTIF_RECV` and `_SEND`: `_IOWR('!', 0|1, struct seccomp_notif[_resp])`.
+const NOTIF_RECV: libc::c_ulong = 0xC050_2100;
+const NOTIF_SEND: libc::c_ulong = 0xC018_2101;
+
+#[repr(C)]
+#[derive(Default)]
+struct Notif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    nr: i32,
+    arch: u32,
+    ip: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+struct NotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+/// A seccomp agent: takes the listener the runtime sends to `sock`, checks the
+/// process state that comes with it, and answers every notification with
+/// EOPNOTSUPP. Returns the state and the syscall numbers it saw.
+fn agent(sock: std::os::unix::net::UnixListener) -> (serde_json::Value, Vec<i32>) {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (conn, _) = sock.accept().expect("accept");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    let mut fd = None;
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed this fd for us.
+            fd = fds.first().map(|f| unsafe { OwnedFd::from_raw_fd(*f) });
+        }
+    }
+    let n = msg.bytes;
+    let state: serde_json::Value =
+        serde_json::from_slice(&buf[..n]).expect("the process state is JSON");
+    let fd = fd.expect("the listener fd came with it");
+    let mut seen = Vec::new();
+    loop {
+        let mut n = Notif::default();
+        // SAFETY: `n` is a zeroed seccomp_notif the kernel fills; `fd` is the listener.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_RECV, &mut n as *mut Notif) } != 0 {
+            break; // the filtered processes are gone
+        }
+        seen.push(n.nr);
+        let resp = NotifResp {
+            id: n.id,
+            val: 0,
+            error: -libc::EOPNOTSUPP,
+            flags: 0,
+        };
+        // SAFETY: `resp` is a seccomp_notif_resp for the notification just received.
+        unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_SEND, &resp as *const NotifResp) };
+    }
+    (state, seen)
+}
+
+#[test]
+fn notify_hands_the_listener_to_the_agent_and_the_container_sees_its_answer() {
+    if !root_or_skip("notify_hands_the_listener_to_the_agent_and_the_container_sees_its_answer") {
+        return;
+    }
+    let rt = Rt::new();
+    for nnp in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.sock");
+        let sock = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let agent = std::thread::spawn(move || agent(sock));
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "mkdir /tmp/x 2>&1; echo \"rc=$?\"; ls -d /tmp/x 2>&1; true",
+        ]);
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": path,
+            "listenerMetadata": "agent-test",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+        b.save();
+        let id = unique_id("notify");
+        let out = rt.run(&["run", "-b", b.path().to_str().unwrap_or_default(), &id]);
+        assert!(out.status.success(), "nnp={nnp}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("rc=1"),
+            "nnp={nnp}: {text} / {}",
+            stderr(&out)
+        );
+        assert!(
+            text.to_lowercase().contains("not supported"),
+            "nnp={nnp}: {text}"
+        );
+        // The agent answered without making the directory.
+        assert!(text.contains("No such file"), "nnp={nnp}: {text}");
+        let (state, seen) = agent.join().expect("agent");
+        assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+        assert_eq!(state["metadata"], "agent-test", "{state}");
+        assert_eq!(state["state"]["id"], id.as_str(), "{state}");
+        assert!(state["pid"].as_i64().unwrap_or(0) > 0, "{state}");
+        // mkdir is 83 and mkdirat 258 on x86_64: busybox uses one of them.
+        assert!(seen.iter().any(|n| *n == 83 || *n == 258), "{seen:?}");
+    }
+}

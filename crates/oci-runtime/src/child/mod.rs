@@ -21,7 +21,7 @@ mod rootfs;
 use devices::setup_console;
 use hooks::{report_start_hook_failure, run_hook};
 use process::{
-    close_other_fds_keep, find_executable, install_seccomp, reset_signals, setup_process,
+    close_other_fds_keep, find_executable, reset_signals, seccomp_filter, setup_process,
 };
 use procfs::{private_procfs, write_proc};
 use rootfs::{enter_root, prepare_rootfs};
@@ -32,6 +32,9 @@ pub(crate) const MSG_USERNS: u32 = 2;
 pub(crate) const MSG_PID: u32 = 3;
 pub(crate) const MSG_HOOKS: u32 = 4;
 pub(crate) const MSG_READY: u32 = 5;
+/// The value is the number of our seccomp listener fd, for the parent to take
+/// (`pidfd_getfd`) and hand to the agent at `listenerPath`; it answers one byte.
+pub(crate) const MSG_SECCOMP: u32 = 6;
 
 /// One message: kind, step, index into the plan's list for that step, and a value (errno or pid).
 #[repr(C)]
@@ -260,9 +263,33 @@ pub(crate) fn child_main(a: &mut ChildArgs<'_>) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn wait_parent(a: &ChildArgs<'_>) -> R<u8> {
+/// Installs the seccomp filter; a listener fd goes to the parent first, which
+/// answers once the agent has it.
+fn install_seccomp(f: &crate::seccomp::Filter, fds: ChildFds) -> R<()> {
+    let listener = seccomp_filter(f)?;
+    if listener >= 0 {
+        send(
+            fds.to_parent,
+            Msg {
+                kind: MSG_SECCOMP,
+                value: listener,
+                ..Msg::default()
+            },
+        );
+        let r = read_byte(fds.from_parent);
+        sys::close(listener);
+        if r? != 0 {
+            // The parent reports why.
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(1) }
+        }
+    }
+    Ok(())
+}
+
+fn read_byte(from_parent: RawFd) -> R<u8> {
     let mut b = [0u8; 1];
-    match sys::read_full(a.fds.from_parent, &mut b) {
+    match sys::read_full(from_parent, &mut b) {
         Ok(1) => Ok(b[0]),
         Ok(_) => Err(Fail {
             step: Step::SyncParent,
@@ -275,6 +302,10 @@ fn wait_parent(a: &ChildArgs<'_>) -> R<u8> {
             errno: e,
         }),
     }
+}
+
+fn wait_parent(a: &ChildArgs<'_>) -> R<u8> {
+    read_byte(a.fds.from_parent)
 }
 
 fn sync_userns(a: &ChildArgs<'_>) -> R<()> {
@@ -578,8 +609,16 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
     if let Some(r) = &plan.rootfs {
         enter_root(r, rootfd)?;
     }
-    setup_process(plan, slave)?;
+    setup_process(plan, slave, fds)?;
     let exe = find_executable(plan)?;
+    if plan.process.no_new_privs
+        && let Some(f) = &plan.process.seccomp
+    {
+        // With no_new_privs as late as runc installs it: before the wait for
+        // `start`, while the parent can still take a listener fd; after it
+        // only write, read, close, the startContainer hooks and execve run.
+        install_seccomp(f, fds)?;
+    }
 
     // From here on the process outlives the runtime command that created it.
     sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).map_err(at(Step::Signals, 3))?;
@@ -621,12 +660,6 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
                 errno: e,
             });
         }
-    }
-    if plan.process.no_new_privs
-        && let Some(f) = &plan.process.seccomp
-    {
-        // With no_new_privs, as late as can be: nothing of the setup is filtered.
-        install_seccomp(f)?;
     }
     // SAFETY: `exe` is NUL-terminated; argv/envp are null-terminated pointer arrays whose
     // strings live in the plan, which outlives this call.

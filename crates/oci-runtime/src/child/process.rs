@@ -93,7 +93,7 @@ pub(super) fn close_other_fds_keep(keep: &mut [RawFd], keep_below: RawFd) -> Res
     if r == -1 { Err(sys::errno()) } else { Ok(()) }
 }
 
-pub(super) fn setup_process(plan: &InitPlan, slave: RawFd) -> R<()> {
+pub(super) fn setup_process(plan: &InitPlan, slave: RawFd, fds: super::ChildFds) -> R<()> {
     let p = &plan.process;
     if slave >= 0 {
         // SAFETY: `slave` is the pty we allocated; make it our controlling terminal and stdio.
@@ -201,7 +201,7 @@ pub(super) fn setup_process(plan: &InitPlan, slave: RawFd) -> R<()> {
         // (prctl, setgroups, setresgid, setresuid, capset, umask, chdir, getcwd,
         // stat, access, write, read, close, execve, and for startContainer hooks
         // clone and wait4) the profile must allow.
-        install_seccomp(f)?;
+        super::install_seccomp(f, fds)?;
     }
     if let Some(c) = p.caps {
         // Dropping from the bounding set needs CAP_SETPCAP, which setresuid may take away.
@@ -356,8 +356,9 @@ pub(super) fn find_executable(plan: &InitPlan) -> R<*const c_char> {
     })
 }
 
-/// Installs a compiled seccomp filter on this thread (`SECCOMP_SET_MODE_FILTER`).
-pub(super) fn install_seccomp(f: &crate::seccomp::Filter) -> R<()> {
+/// Installs a compiled seccomp filter on this thread (`SECCOMP_SET_MODE_FILTER`);
+/// returns the user-notification fd when the filter has a listener.
+pub(super) fn seccomp_filter(f: &crate::seccomp::Filter) -> R<RawFd> {
     let fprog = f.fprog();
     // SAFETY: `fprog` points into the filter's program, which lives in the plan
     // for the whole call; the kernel copies it.
@@ -376,5 +377,9 @@ pub(super) fn install_seccomp(f: &crate::seccomp::Filter) -> R<()> {
             errno: sys::errno(),
         });
     }
-    Ok(())
+    Ok(if f.listener().is_some() {
+        r as RawFd
+    } else {
+        -1
+    })
 }

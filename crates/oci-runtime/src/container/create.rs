@@ -194,7 +194,22 @@ impl Runtime {
             Some(cg) => prepare_cgroups(cg, resources)?,
             None => Default::default(),
         };
+        let mut agent_state = {
+            let mut info = self.info(saved);
+            info.state.set_status(ContainerState::Creating);
+            serde_json::to_value(&info.state).unwrap_or_default()
+        };
+        if plan
+            .process
+            .seccomp
+            .as_ref()
+            .and_then(|f| f.listener())
+            .is_none()
+        {
+            agent_state = serde_json::Value::Null;
+        }
         let io = SpawnIo {
+            agent_state,
             cgroup,
             fifo: Some(fifo.into()),
             console,

@@ -124,7 +124,9 @@ impl Runtime {
             Some(cg) => crate::cgroups::Manager::join_fds(cg)?,
             None => Default::default(),
         };
+        let agent_state = serde_json::to_value(&self.info(&s).state).unwrap_or_default();
         let io = SpawnIo {
+            agent_state,
             cgroup,
             fifo: None,
             console,

@@ -137,14 +137,7 @@ pub(crate) fn seccomp_filter(
     let Some(profile) = linux.seccomp() else {
         return Ok(None);
     };
-    let filter = crate::seccomp::Filter::compile(profile)?;
-    if filter.listener().is_some() {
-        return Err(invalid(
-            "linux.seccomp.listenerPath",
-            "user notification (SCMP_ACT_NOTIFY) is not supported yet",
-        ));
-    }
-    Ok(Some(filter))
+    Ok(Some(crate::seccomp::Filter::compile(profile)?))
 }
 
 /// Builds the plan for a container's init from a validated bundle.
