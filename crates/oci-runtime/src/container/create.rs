@@ -66,6 +66,7 @@ impl Runtime {
                 no_pivot: opts.no_pivot,
                 session_keyring: (!opts.no_new_keyring).then(|| id.to_string()),
                 cgroup_hierarchies: cgroups.as_ref().map(|c| c.hierarchies.clone()),
+                seccomp_cache: Some(self.seccomp_cache()),
             },
             &self.proc_root,
         )?;

@@ -85,7 +85,7 @@ impl Runtime {
         // The container's seccomp filter holds for what is exec'd into it too.
         let bundle = crate::config::Bundle::load(&s.bundle)?;
         if let Some(linux) = bundle.spec.linux() {
-            process_plan.seccomp = plan::seccomp_filter(linux)?;
+            process_plan.seccomp = plan::seccomp_filter(linux, Some(&self.seccomp_cache()))?;
         }
         plan::add_default_home(&mut process_plan, &root_path);
         let console = match (&opts.console_socket, process_plan.terminal) {

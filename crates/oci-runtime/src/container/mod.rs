@@ -77,6 +77,11 @@ impl Runtime {
         &self.root
     }
 
+    /// Compiled seccomp programs, kept under the state root (made 0700).
+    fn seccomp_cache(&self) -> PathBuf {
+        self.root.join(".seccomp-cache")
+    }
+
     fn open(&self, id: &str) -> Result<Locked> {
         crate::config::validate_id(id)?;
         Locked::open(&self.root, id)

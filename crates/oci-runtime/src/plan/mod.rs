@@ -82,6 +82,8 @@ pub(crate) struct PlanOptions {
     /// The container's v1 cgroup dirs by hierarchy, for a `cgroup` mount (`None`:
     /// it stays in the caller's cgroups, which that mount then shows).
     pub cgroup_hierarchies: Option<std::collections::BTreeMap<String, std::path::PathBuf>>,
+    /// Where compiled seccomp programs are kept (`None`: compile each time).
+    pub seccomp_cache: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -130,14 +132,19 @@ fn hook_plans(hooks: Option<&Vec<oci_spec::runtime::Hook>>, field: &str) -> Resu
         .collect()
 }
 
-/// Compiles `linux.seccomp`, if any, for the container's processes.
+/// Compiles `linux.seccomp`, if any, for the container's processes; with a
+/// cache dir, a profile compiled before is loaded from there.
 pub(crate) fn seccomp_filter(
     linux: &oci_spec::runtime::Linux,
+    cache: Option<&Path>,
 ) -> Result<Option<crate::seccomp::Filter>> {
     let Some(profile) = linux.seccomp() else {
         return Ok(None);
     };
-    Ok(Some(crate::seccomp::Filter::compile(profile)?))
+    Ok(Some(match cache {
+        Some(dir) => crate::seccomp::compile_cached(profile, dir)?,
+        None => crate::seccomp::Filter::compile(profile)?,
+    }))
 }
 
 /// Builds the plan for a container's init from a validated bundle.
@@ -313,7 +320,7 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     let mut process = process_plan(process, last_cap, "process")?;
-    process.seccomp = seccomp_filter(linux)?;
+    process.seccomp = seccomp_filter(linux, opts.seccomp_cache.as_deref())?;
     process::add_default_home(&mut process, &bundle.rootfs);
     if let Some(p) = linux.personality() {
         use oci_spec::runtime::LinuxPersonalityDomain as P;

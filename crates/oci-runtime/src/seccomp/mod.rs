@@ -81,6 +81,7 @@
 
 mod abi;
 mod bpf;
+mod cache;
 mod codegen;
 mod profile;
 mod syscalls;
@@ -95,6 +96,8 @@ mod reference;
 mod tests;
 
 use std::path::PathBuf;
+
+pub(crate) use cache::compile_cached;
 
 use oci_spec::runtime::LinuxSeccomp;
 #[cfg(test)]
