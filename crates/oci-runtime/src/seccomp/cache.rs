@@ -78,7 +78,7 @@ fn load(path: &Path, key: &str) -> Option<Filter> {
     bpf::verify(&program).ok()?;
     Some(Filter {
         program,
-        flags: body.flags as libc::c_ulong,
+        flags: libc::c_ulong::try_from(body.flags).ok()?,
         listener: body
             .listener
             .map(|(path, metadata)| Listener { path, metadata }),
@@ -92,7 +92,7 @@ fn store(dir: &Path, path: &Path, key: &str, f: &Filter) -> std::io::Result<()> 
         .mode(0o700)
         .create(dir)?;
     let body = Body {
-        flags: f.flags as u64,
+        flags: u64::from(f.flags),
         listener: f
             .listener
             .as_ref()
