@@ -56,7 +56,7 @@ fn hex(bytes: &[u8]) -> String {
 /// What an entry holds after its header.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Body {
-    flags: u64,
+    flags: libc::c_ulong,
     listener: Option<(PathBuf, Option<String>)>,
     program: Vec<(u16, u8, u8, u32)>,
 }
@@ -78,7 +78,7 @@ fn load(path: &Path, key: &str) -> Option<Filter> {
     bpf::verify(&program).ok()?;
     Some(Filter {
         program,
-        flags: libc::c_ulong::try_from(body.flags).ok()?,
+        flags: body.flags,
         listener: body
             .listener
             .map(|(path, metadata)| Listener { path, metadata }),
@@ -92,7 +92,7 @@ fn store(dir: &Path, path: &Path, key: &str, f: &Filter) -> std::io::Result<()> 
         .mode(0o700)
         .create(dir)?;
     let body = Body {
-        flags: u64::from(f.flags),
+        flags: f.flags,
         listener: f
             .listener
             .as_ref()
