@@ -56,3 +56,4 @@ pub use error::{Error, Result};
 pub use exe::{ExeProtection, exe_protection, needs_protected_exe, protect_exe};
 pub use plan::{cap_number_by_name, known_capabilities};
 pub use procfs::parse_signal;
+pub use seccomp::default_seccomp;

@@ -83,6 +83,7 @@ mod abi;
 mod bpf;
 mod cache;
 mod codegen;
+mod default_profile;
 mod profile;
 mod syscalls;
 
@@ -98,6 +99,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub(crate) use cache::compile_cached;
+pub use default_profile::default_seccomp;
 
 use oci_spec::runtime::LinuxSeccomp;
 #[cfg(test)]
