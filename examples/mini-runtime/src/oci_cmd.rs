@@ -112,6 +112,10 @@ pub(crate) enum OciCommand {
         /// Bundle directory.
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
+        /// Include the built-in default seccomp profile (Docker's, for the
+        /// spec's capabilities).
+        #[arg(long)]
+        seccomp: bool,
     },
 }
 
@@ -400,7 +404,9 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
         OciCommand::Update(a) => rt.update(&a.id, &crate::update_cmd::resources(&a)?)?,
         OciCommand::Events(a) => crate::events_cmd::run(&rt, &a, |e| warn_all(log, vec![e]))?,
         OciCommand::Features => println!("{}", pretty(&features())),
-        OciCommand::Spec { bundle } => spec_cmd(&bundle, g.rootless.as_deref() == Some("true"))?,
+        OciCommand::Spec { bundle, seccomp } => {
+            spec_cmd(&bundle, g.rootless.as_deref() == Some("true"), seccomp)?
+        }
     }
     Ok(0)
 }
@@ -706,7 +712,7 @@ fn features() -> serde_json::Value {
     })
 }
 
-fn spec_cmd(bundle: &Path, rootless: bool) -> Result<(), CliError> {
+fn spec_cmd(bundle: &Path, rootless: bool, seccomp: bool) -> Result<(), CliError> {
     let path = bundle.join("config.json");
     if path.exists() {
         return Err(CliError::Usage(format!(
@@ -743,8 +749,19 @@ fn spec_cmd(bundle: &Path, rootless: bool) -> Result<(), CliError> {
         resources.set_devices(Some(vec![deny_all]));
         // Rootless: no cgroup is ours to limit, so none, as `runc spec --rootless`.
         linux.set_resources((!rootless).then_some(resources));
-        // Seccomp is not implemented yet: the default spec carries none.
-        linux.set_seccomp(None);
+        // As `runc spec`, no profile unless asked; then the one Docker
+        // gives a container with these (runc's default) capabilities.
+        let caps = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref());
+        let bounding = caps
+            .and_then(|c| c.bounding().as_ref())
+            .into_iter()
+            .flatten();
+        linux.set_seccomp(seccomp.then(|| {
+            oci_runtime::default_seccomp(bounding, oci_spec::runtime::Arch::ScmpArchNative)
+        }));
         spec.set_linux(Some(linux));
     }
     let json = serde_json::to_string_pretty(&spec).map_err(|source| CliError::Json {

@@ -376,6 +376,42 @@ fn features_and_spec() {
         serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}),
         "runc's default device rule"
     );
+    assert!(c["linux"]["seccomp"].is_null(), "no profile unless asked");
+    // `--seccomp`: the built-in default profile, for runc's capabilities.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = rt
+        .cmd()
+        .args(["spec", "--seccomp", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .expect("spec");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap_or_default())
+            .unwrap_or_default();
+    let s = &c["linux"]["seccomp"];
+    assert_eq!(s["defaultAction"], "SCMP_ACT_ERRNO", "{s}");
+    assert_eq!(s["defaultErrnoRet"], 1, "{s}");
+    assert_eq!(
+        s["architectures"],
+        serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
+    );
+    let allowed = |name: &str| {
+        s["syscalls"].as_array().is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r["action"] == "SCMP_ACT_ALLOW"
+                    && r["args"].is_null()
+                    && r["names"]
+                        .as_array()
+                        .is_some_and(|n| n.iter().any(|n| n == name))
+            })
+        })
+    };
+    assert!(allowed("read") && allowed("kill"), "{s}");
+    assert!(
+        !allowed("mount") && !allowed("clone"),
+        "no CAP_SYS_ADMIN: {s}"
+    );
     let out = rt
         .cmd()
         .args(["--systemd-cgroup", "list"])
