@@ -39,7 +39,11 @@ const LIST: &str = "seccomp-probe.list";
 /// The probe's path inside the container.
 const PROBE: &str = "seccomp-probe";
 /// Docker's default profile in its own format (archMap, includes/excludes).
-const MOBY_PROFILE: &str = "/work/shared/reference/moby-seccomp-default.json";
+/// Docker's profile, in `shared/` beside the repository.
+const MOBY_PROFILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/reference/moby-seccomp-default.json"
+);
 /// The kernel's uapi headers: what the installed headers number, per ABI.
 const HEADERS: &str = "/usr/include/x86_64-linux-gnu/asm";
 /// What every process killed by a seccomp filter dies of (SIGSYS), as the probe prints it.
@@ -1994,9 +1998,6 @@ fn default_kill_with_a_default_errno_of_enosys() {
 }
 
 #[test]
-#[ignore = "mini-runtime's init calls prctl(PR_SET_PDEATHSIG, 0) after installing a \
-            no_new_privs filter (child/mod.rs, run), runc's does not: without prctl in \
-            the profile the container does not start"]
 fn a_profile_with_what_runcs_init_needs() {
     let Some(case) = hand_made(
         "a_profile_with_what_runcs_init_needs",

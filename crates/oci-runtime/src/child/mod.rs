@@ -611,6 +611,9 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
     }
     setup_process(plan, slave, fds)?;
     let exe = find_executable(plan)?;
+
+    // From here on the process outlives the runtime command that created it.
+    sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).map_err(at(Step::Signals, 3))?;
     if plan.process.no_new_privs
         && let Some(f) = &plan.process.seccomp
     {
@@ -619,9 +622,6 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         // only write, read, close, the startContainer hooks and execve run.
         install_seccomp(f, fds)?;
     }
-
-    // From here on the process outlives the runtime command that created it.
-    sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).map_err(at(Step::Signals, 3))?;
     send(
         fds.to_parent,
         Msg {
