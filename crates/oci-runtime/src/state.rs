@@ -43,6 +43,9 @@ pub(crate) struct Saved {
     pub cgroups: Option<crate::cgroups::Cgroups>,
     /// The bundle's hooks, needed again at start and delete.
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// The config's seccomp profile, which processes exec'd later get too.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     /// Owner (user name) for `list`.
     pub owner: String,
 }
@@ -260,6 +263,7 @@ mod tests {
             shares_mount_ns: false,
             cgroups: None,
             hooks: None,
+            seccomp: None,
             owner: String::new(),
         }
     }

@@ -105,6 +105,7 @@ impl Runtime {
                 .is_some_and(|r| r.enter.shares_mount_ns()),
             cgroups,
             hooks: bundle.spec.hooks().clone(),
+            seccomp: linux.and_then(|l| l.seccomp().clone()),
             owner: current_user(),
         };
         // Device rules always: runc's defaults confine even a config that names none.

@@ -83,10 +83,12 @@ impl Runtime {
         }
         let mut process_plan = plan::process_plan(process, last_cap, "process")?;
         // The container's seccomp filter holds for what is exec'd into it too.
-        let bundle = crate::config::Bundle::load(&s.bundle)?;
-        if let Some(linux) = bundle.spec.linux() {
-            process_plan.seccomp = plan::seccomp_filter(linux, Some(&self.seccomp_cache()))?;
-        }
+        // As it was at create: the bundle may have changed or gone since.
+        process_plan.seccomp = s
+            .seccomp
+            .as_ref()
+            .map(|p| crate::seccomp::compile_cached(p, &self.seccomp_cache()))
+            .transpose()?;
         plan::add_default_home(&mut process_plan, &root_path);
         let console = match (&opts.console_socket, process_plan.terminal) {
             (Some(p), true) => Some(connect_console(p)?),
