@@ -373,6 +373,7 @@ mod tests {
             shares_mount_ns: false,
             cgroups,
             hooks: None,
+            seccomp: None,
             owner: String::new(),
         }
     }
