@@ -2010,10 +2010,6 @@ fn a_profile_with_what_runcs_init_needs() {
 }
 
 #[test]
-#[ignore = "mini-runtime does not rewrite i386 socket and ipc rules onto the socketcall \
-            and ipc multiplexers as libseccomp does (seccomp/mod.rs, documented): with \
-            socket and shmget allowed, runc lets socketcall(SYS_SOCKET) and ipc(SHMGET) \
-            through, mini-runtime answers the default"]
 fn i386_multiplexers_named_by_their_calls() {
     let Some(mut case) = hand_made(
         "i386_multiplexers_named_by_their_calls",

@@ -49,9 +49,11 @@
 //!   profile cannot be bypassed through x32 (as libseccomp, which lets
 //!   only -1, a tracer's "skip this call", through to the default).
 //!   Other architectures a profile lists cannot run here and are skipped.
-//!   libseccomp's rewriting of i386 `socketcall` and `ipc` multiplexing is
-//!   not done: i386 `socket` is the direct call 359, and a profile that wants
-//!   the multiplexer names `socketcall`, as Docker's does.
+//!   As libseccomp does, an unconditional i386 rule for a call that
+//!   `socketcall` or `ipc` multiplex (socket, bind, …, shmget, …) also holds
+//!   for the multiplexer with that subcall in its first argument; a rule
+//!   with conditions holds only for the direct call (the multiplexed
+//!   arguments are in memory, where no filter can see them).
 //! - **Flags**: `SECCOMP_FILTER_FLAG_LOG`, `_SPEC_ALLOW`,
 //!   `_WAIT_KILLABLE_RECV` (only together with a listener, as libseccomp
 //!   passes it), `_TSYNC` accepted and not passed, as runc does (the init

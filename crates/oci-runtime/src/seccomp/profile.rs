@@ -285,6 +285,22 @@ impl<'a> Profile<'a> {
                 continue;
             }
             let args: Vec<Arg> = rule.args.iter().filter_map(|a| a.narrow(abi)).collect();
+            if abi == Abi::I386 && args.is_empty() {
+                // As libseccomp: an i386 socket or SysV IPC call may also come
+                // through its multiplexer (`socketcall`, `ipc`, subcall in the
+                // first argument), and a rule for the call holds there too.
+                // A rule with conditions cannot: those arguments are in memory.
+                for (mux, call) in rule.names.iter().filter_map(|n| multiplexed(n)) {
+                    chains.entry(mux).or_default().push(Chained {
+                        ret: rule.ret,
+                        args: vec![Arg {
+                            index: 0,
+                            cmp: Cmp::Eq,
+                            value: u64::from(call),
+                        }],
+                    });
+                }
+            }
             for nr in rule.names.iter().filter_map(|n| abi.number(n)) {
                 if args.is_empty() {
                     plain.entry(nr).or_insert(rule.ret);
@@ -319,6 +335,55 @@ impl<'a> Profile<'a> {
             enosys_above,
         }
     }
+}
+
+/// i386's `socketcall` (102) and `ipc` (117) and the subcall numbers they
+/// take for each call they multiplex (`SYS_SOCKET`…, `SEMOP`…).
+fn multiplexed(name: &str) -> Option<(u32, u32)> {
+    const SOCKETCALL: u32 = 102;
+    const IPC: u32 = 117;
+    let socket = [
+        "socket",
+        "bind",
+        "connect",
+        "listen",
+        "accept",
+        "getsockname",
+        "getpeername",
+        "socketpair",
+        "send",
+        "recv",
+        "sendto",
+        "recvfrom",
+        "shutdown",
+        "setsockopt",
+        "getsockopt",
+        "sendmsg",
+        "recvmsg",
+        "accept4",
+        "recvmmsg",
+        "sendmmsg",
+    ];
+    if let Some(i) = socket.iter().position(|n| *n == name) {
+        return Some((SOCKETCALL, i as u32 + 1));
+    }
+    let ipc = [
+        ("semop", 1),
+        ("semget", 2),
+        ("semctl", 3),
+        ("semtimedop", 4),
+        ("msgsnd", 11),
+        ("msgrcv", 12),
+        ("msgget", 13),
+        ("msgctl", 14),
+        ("shmat", 21),
+        ("shmdt", 22),
+        ("shmget", 23),
+        ("shmctl", 24),
+    ];
+    ipc.iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, call)| (IPC, call))
 }
 
 /// The `SECCOMP_RET_*` value of an action; `errno_ret` counts for errno and trace.

@@ -51,11 +51,67 @@ fn reference(p: &LinuxSeccomp, d: &Data) -> u32 {
         a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq && a.value() & width == 0
     };
 
+    // i386's multiplexers, as libseccomp reads a rule for a call they carry:
+    // `socketcall(n)` and `ipc(n)` are that call, for an unconditional rule.
+    let via_mux = |name: &str| -> Option<(u32, u64)> {
+        const SOCKET: [&str; 20] = [
+            "socket",
+            "bind",
+            "connect",
+            "listen",
+            "accept",
+            "getsockname",
+            "getpeername",
+            "socketpair",
+            "send",
+            "recv",
+            "sendto",
+            "recvfrom",
+            "shutdown",
+            "setsockopt",
+            "getsockopt",
+            "sendmsg",
+            "recvmsg",
+            "accept4",
+            "recvmmsg",
+            "sendmmsg",
+        ];
+        const IPC: [(&str, u64); 12] = [
+            ("semop", 1),
+            ("semget", 2),
+            ("semctl", 3),
+            ("semtimedop", 4),
+            ("msgsnd", 11),
+            ("msgrcv", 12),
+            ("msgget", 13),
+            ("msgctl", 14),
+            ("shmat", 21),
+            ("shmdt", 22),
+            ("shmget", 23),
+            ("shmctl", 24),
+        ];
+        if let Some(i) = SOCKET.iter().position(|n| *n == name) {
+            return Some((102, i as u64 + 1));
+        }
+        IPC.iter().find(|(n, _)| *n == name).map(|&(_, c)| (117, c))
+    };
     let mut unconditional = None;
     let mut first_match = None;
     for call in p.syscalls().iter().flatten() {
         let ret = call.action().as_u32(call.errno_ret());
-        if ret == default || !call.names().iter().any(|n| abi.number(n) == Some(d.nr)) {
+        if ret == default {
+            continue;
+        }
+        if abi == Abi::I386
+            && first_match.is_none()
+            && call.args().iter().flatten().all(|a| always(&a))
+            && call.names().iter().any(|n| {
+                via_mux(n).is_some_and(|(mux, sub)| mux == d.nr && d.args[0] & width == sub)
+            })
+        {
+            first_match = Some(ret);
+        }
+        if !call.names().iter().any(|n| abi.number(n) == Some(d.nr)) {
             continue;
         }
         let args = call.args().clone().unwrap_or_default();
