@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Bundle, Rt, root_or_skip, unique_id};
+use common::{Bundle, Rt, RuncRoot, root_or_skip, unique_id};
 use serde_json::{Value, json};
 
 /// Whether `tool` runs; under `CI=true` a missing one is a failure.
@@ -32,62 +32,25 @@ fn tool_or_skip(name: &str, tool: &str) -> bool {
     false
 }
 
-/// A private runc state root; force-deletes every container started in it.
-struct Runc {
-    root: tempfile::TempDir,
-    ids: Vec<String>,
-}
-
-impl Runc {
-    fn new() -> Runc {
-        Runc {
-            root: tempfile::Builder::new()
-                .prefix("stats-runc-")
-                .tempdir()
-                .expect("tempdir"),
-            ids: Vec::new(),
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("runc");
-        c.arg("--root").arg(self.root.path());
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn run_detached(&mut self, bundle: &Bundle, id: &str) {
-        use std::io::{Read, Seek};
-        self.ids.push(id.to_string());
-        // A file, not a pipe: the container's init inherits it and keeps it open.
-        let mut err = tempfile::tempfile().expect("tempfile");
-        let status = self
-            .cmd()
-            .args(["run", "-d", "-b"])
-            .arg(bundle.path())
-            .arg(id)
-            .stdout(Stdio::null())
-            .stderr(err.try_clone().expect("dup"))
-            .status()
-            .expect("runc runs");
-        let mut msg = String::new();
-        let _ = err.rewind();
-        let _ = err.read_to_string(&mut msg);
-        assert!(status.success(), "runc run -d {id}: {msg}");
-    }
-}
-
-impl Drop for Runc {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            let _ = self
-                .cmd()
-                .args(["delete", "-f", id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+/// `runc run -d` of `bundle` as `id` under `runc`'s root, which must succeed.
+fn runc_run_detached(runc: &mut RuncRoot, bundle: &Bundle, id: &str) {
+    use std::io::{Read, Seek};
+    runc.ids.push(id.to_string());
+    // A file, not a pipe: the container's init inherits it and keeps it open.
+    let mut err = tempfile::tempfile().expect("tempfile");
+    let status = runc
+        .cmd()
+        .args(["run", "-d", "-b"])
+        .arg(bundle.path())
+        .arg(id)
+        .stdout(Stdio::null())
+        .stderr(err.try_clone().expect("dup"))
+        .status()
+        .expect("runc runs");
+    let mut msg = String::new();
+    let _ = err.rewind();
+    let _ = err.read_to_string(&mut msg);
+    assert!(status.success(), "runc run -d {id}: {msg}");
 }
 
 /// A busybox bundle running `args` with a memory and a pids limit.
@@ -186,9 +149,9 @@ fn events_stats_has_runcs_keys() {
         return;
     }
     let b = limited_bundle(&["sleep", "1000"], 64 << 20, 32);
-    let mut runc = Runc::new();
+    let mut runc = RuncRoot::new("stats-runc-");
     let runc_id = unique_id("stats-runc");
-    runc.run_detached(&b, &runc_id);
+    runc_run_detached(&mut runc, &b, &runc_id);
     let rt = Rt::new();
     let id = unique_id("stats-mini");
     rt.run_detached(&b, &id);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Bundle, Rt, root_or_skip, unique_id};
+use common::{Bundle, Rt, RuncRoot, root_or_skip, unique_id};
 use serde_json::{Value, json};
 
 /// Far above the second or so a run takes here; only a hung runtime reaches it.
@@ -112,44 +112,12 @@ const CAPS: &[&str] = &[
 // Running one runtime
 // ---------------------------------------------------------------------------
 
-/// How one runtime's run ended and what the container printed.
-#[derive(Debug, Clone)]
-struct Outcome {
-    /// `None` when the runtime was killed by a signal.
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+type Outcome = common::Bounded;
 
-/// Runs `cmd` with stdin from /dev/null and stdout/stderr into files (a container
-/// inherits them; files, unlike pipes, cannot make us wait for a leaked holder).
+/// [`common::run_bounded`], started as a clean login shell would start it.
 fn run_bounded(mut cmd: Command, what: &str) -> Outcome {
     clean_start(&mut cmd);
-    let out = tempfile::tempfile().expect("tempfile");
-    let err = tempfile::tempfile().expect("tempfile");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(err.try_clone().expect("dup"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Outcome {
-        code: status.code(),
-        stdout: read_back(out),
-        stderr: read_back(err),
-    }
+    common::run_bounded(cmd, what, RUN_TIMEOUT)
 }
 
 /// Starts the runtime as a clean login shell would: every signal at its default
@@ -189,51 +157,6 @@ fn clean_start(cmd: &mut Command) {
     // SAFETY: `reset` runs between fork and exec, allocates nothing and makes only
     // async-signal-safe system calls.
     unsafe { cmd.pre_exec(reset) };
-}
-
-fn read_back(mut f: std::fs::File) -> String {
-    use std::io::{Read, Seek};
-    let mut v = Vec::new();
-    let _ = f.seek(std::io::SeekFrom::Start(0));
-    let _ = f.read_to_end(&mut v);
-    String::from_utf8_lossy(&v).into_owned()
-}
-
-/// A private runc state root; force-deletes every container started in it.
-struct RuncRoot {
-    root: tempfile::TempDir,
-    ids: Vec<String>,
-}
-
-impl RuncRoot {
-    fn new() -> RuncRoot {
-        RuncRoot {
-            root: tempfile::Builder::new()
-                .prefix("parity-runc-")
-                .tempdir()
-                .expect("tempdir"),
-            ids: Vec::new(),
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("runc");
-        c.arg("--root").arg(self.root.path());
-        c
-    }
-}
-
-impl Drop for RuncRoot {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            let _ = self
-                .cmd()
-                .args(["delete", "-f", id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
 }
 
 /// Lazily detaches every mount at or below `dir` in our mount namespace, deepest
@@ -365,7 +288,7 @@ impl Parity {
         let rootfs = bundle.rootfs();
         Some(Parity {
             name,
-            runc: RuncRoot::new(),
+            runc: RuncRoot::new("parity-runc-"),
             mini: Rt::new(),
             reset: RootfsReset {
                 rootfs,

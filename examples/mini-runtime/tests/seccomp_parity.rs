@@ -25,11 +25,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Bundle, Rt, root_or_skip, unique_id};
+use common::{Bundle, Rt, RuncRoot, root_or_skip, unique_id};
 use serde_json::{Value, json};
 
 /// Far above the few seconds a run takes here; only a hung runtime or probe reaches it.
@@ -1313,86 +1313,10 @@ fn by_design(profile: &Value, probes: &[Probe]) -> BTreeMap<String, (Verdict, Ve
 // ---------------------------------------------------------------------------
 
 /// How one run ended and what it printed.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+type Run = common::Bounded;
 
-/// Runs `cmd` with stdin from /dev/null and stdout/stderr into files (a
-/// container inherits them; files, unlike pipes, cannot keep us waiting).
-fn run_bounded(mut cmd: Command, what: &str) -> Run {
-    let out = tempfile::tempfile().expect("tempfile");
-    let err = tempfile::tempfile().expect("tempfile");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(err.try_clone().expect("dup"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code(),
-        stdout: read_back(out),
-        stderr: read_back(err),
-    }
-}
-
-fn read_back(mut f: std::fs::File) -> String {
-    use std::io::{Read, Seek};
-    let mut v = Vec::new();
-    let _ = f.seek(std::io::SeekFrom::Start(0));
-    let _ = f.read_to_end(&mut v);
-    String::from_utf8_lossy(&v).into_owned()
-}
-
-/// A private runc state root; force-deletes every container started in it.
-struct RuncRoot {
-    root: tempfile::TempDir,
-    ids: Vec<String>,
-}
-
-impl RuncRoot {
-    fn new() -> RuncRoot {
-        RuncRoot {
-            root: tempfile::Builder::new()
-                .prefix("seccomp-parity-runc-")
-                .tempdir()
-                .expect("tempdir"),
-            ids: Vec::new(),
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("runc");
-        c.arg("--root").arg(self.root.path());
-        c
-    }
-}
-
-impl Drop for RuncRoot {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            let _ = self
-                .cmd()
-                .args(["delete", "-f", id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+fn run_bounded(cmd: Command, what: &str) -> Run {
+    common::run_bounded(cmd, what, RUN_TIMEOUT)
 }
 
 /// Which runtime runs.
@@ -1453,7 +1377,7 @@ impl Case {
         std::fs::write(bundle.rootfs().join(LIST), list_text(&probes)).expect("write list");
         Some(Case {
             name,
-            runc: RuncRoot::new(),
+            runc: RuncRoot::new("seccomp-parity-runc-"),
             mini: Rt::new(),
             bundle,
             profile,

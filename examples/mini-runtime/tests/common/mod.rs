@@ -247,3 +247,81 @@ pub fn compile_static(source: &str, out: &Path) {
         String::from_utf8_lossy(&cc.stderr)
     );
 }
+
+/// How a command run by [`run_bounded`] ended and what it printed.
+#[derive(Debug)]
+pub struct Bounded {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with stdin from /dev/null and stdout/stderr into files (a
+/// container inherits them; files, unlike pipes, cannot keep us waiting for a
+/// leaked holder), killing it after `timeout`, a generous upper bound.
+pub fn run_bounded(mut cmd: Command, what: &str, timeout: std::time::Duration) -> Bounded {
+    let out = tempfile::tempfile().expect("tempfile");
+    let err = tempfile::tempfile().expect("tempfile");
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(err.try_clone().expect("dup"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Bounded {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&read_all(out)).into_owned(),
+        stderr: String::from_utf8_lossy(&read_all(err)).into_owned(),
+    }
+}
+
+/// A private runc state root; force-deletes every container tracked in `ids`.
+pub struct RuncRoot {
+    pub root: tempfile::TempDir,
+    pub ids: Vec<String>,
+}
+
+impl RuncRoot {
+    pub fn new(prefix: &str) -> RuncRoot {
+        RuncRoot {
+            root: tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .expect("tempdir"),
+            ids: Vec::new(),
+        }
+    }
+
+    /// `runc --root <root>`, stdin from /dev/null.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("runc");
+        c.arg("--root").arg(self.root.path());
+        c.stdin(std::process::Stdio::null());
+        c
+    }
+}
+
+impl Drop for RuncRoot {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self
+                .cmd()
+                .args(["delete", "-f", id])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
