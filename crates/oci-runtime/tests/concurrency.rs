@@ -3,25 +3,15 @@
 //! zombie, no leaked fd, no leftover state or mount. Its own test binary, so the
 //! fd and mount counts are not disturbed by other tests.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::{count, root_or_skip};
 use oci_runtime::{CreateOptions, Runtime};
-
-fn root_or_skip(name: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{name} needs root and CI=true forbids skipping"
-    );
-    eprintln!("skipping {name}: needs root");
-    false
-}
 
 /// A busybox bundle running `args`, with the default spec minus cgroups and seccomp.
 fn bundle(dir: &Path, args: &[&str], time_ns: bool) -> PathBuf {
@@ -49,15 +39,6 @@ fn bundle(dir: &Path, args: &[&str], time_ns: bool) -> PathBuf {
     }
     std::fs::write(dir.join("config.json"), spec.to_string()).expect("write config");
     dir.to_path_buf()
-}
-
-fn count(path: &str) -> usize {
-    match std::fs::read_dir(path) {
-        Ok(d) => d.count(),
-        Err(_) => std::fs::read_to_string(path)
-            .map(|t| t.lines().count())
-            .unwrap_or(0),
-    }
 }
 
 #[test]

@@ -3,22 +3,13 @@
 //! what exists, not `/proc/cgroups` (dying memory cgroups linger there). Its own
 //! test binary, so the fd and mount counts are not disturbed by other tests.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{count, root_or_skip};
 use oci_runtime::cgroups::{Roots, detect};
 use oci_runtime::{CreateOptions, Runtime};
-
-fn root_or_skip(name: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{name} needs root and CI=true forbids skipping"
-    );
-    eprintln!("skipping {name}: needs root");
-    false
-}
 
 fn bundle(dir: &Path, cgroups_path: &str) -> PathBuf {
     let bin = dir.join("rootfs/bin");
@@ -38,15 +29,6 @@ fn bundle(dir: &Path, cgroups_path: &str) -> PathBuf {
     });
     std::fs::write(dir.join("config.json"), spec.to_string()).expect("write config");
     dir.to_path_buf()
-}
-
-fn count(path: &str) -> usize {
-    match std::fs::read_dir(path) {
-        Ok(d) => d.count(),
-        Err(_) => std::fs::read_to_string(path)
-            .map(|t| t.lines().count())
-            .unwrap_or(0),
-    }
 }
 
 /// Every directory under `dir`, recursively.
