@@ -1039,6 +1039,18 @@ fn overlapping_profile() -> Value {
                  json!([arg(0, "SCMP_CMP_GE", 10)])),
             when(&["getpriority"], "SCMP_ACT_ERRNO", Some(2102),
                  json!([arg(0, "SCMP_CMP_LE", 20)])),
+            // Two lower bounds: the larger is tried first.
+            when(&["sched_get_priority_max"], "SCMP_ACT_ERRNO", Some(2103),
+                 json!([arg(0, "SCMP_CMP_GE", 3)])),
+            when(&["sched_get_priority_max"], "SCMP_ACT_ERRNO", Some(2104),
+                 json!([arg(0, "SCMP_CMP_GE", 15)])),
+            // Not-equal and a range, with a masked test beside them.
+            when(&["getpgid"], "SCMP_ACT_ERRNO", Some(2105),
+                 json!([arg(0, "SCMP_CMP_NE", 5)])),
+            when(&["getpgid"], "SCMP_ACT_ERRNO", Some(2106),
+                 json!([arg(0, "SCMP_CMP_LT", 25)])),
+            when(&["getpgid"], "SCMP_ACT_ERRNO", Some(2107),
+                 json!([masked(0, 0x1, 1)])),
         ],
     })
 }
@@ -1826,18 +1838,21 @@ fn several_rules_for_one_call_and_every_action() {
 }
 
 #[test]
-#[ignore = "mini-runtime decides overlapping conditional rules in profile order \
-            (seccomp/profile.rs, documented), libseccomp by its argument tree: \
-            getpriority(15) under a0 >= 10 (2101) and a0 <= 20 (2102) is 2101 with \
-            mini-runtime, 2102 with runc"]
 fn overlapping_conditions_with_different_actions() {
-    let Some(case) = hand_made(
+    let Some(mut case) = hand_made(
         "overlapping_conditions_with_different_actions",
         overlapping_profile(),
-        small_probes(&["getpriority"]),
+        small_probes(&["getpriority", "sched_get_priority_max", "getpgid"]),
     ) else {
         return;
     };
+    // Where the rules overlap, libseccomp's tree decides, not their order.
+    case.shows(&[
+        ("getpriority[15]", "2102"),
+        ("getpriority[25]", "2101"),
+        ("sched_get_priority_max[25]", "2104"),
+        ("sched_get_priority_max[5]", "2103"),
+    ]);
     case.check();
 }
 
@@ -1951,7 +1966,7 @@ fn i386_multiplexers_named_by_their_calls() {
 }
 
 #[test]
-fn errno_above_4095_is_refused_by_both() {
+fn errno_above_4095_and_conflicting_rules_are_refused_by_both() {
     for (name, profile) in [
         (
             "errno_above_4095_is_refused_by_both_default",
@@ -1962,6 +1977,17 @@ fn errno_above_4095_is_refused_by_both() {
             "errno_above_4095_is_refused_by_both_rule",
             json!({"defaultAction": "SCMP_ACT_ALLOW",
                    "syscalls": [errno(&["getppid"], 5000)]}),
+        ),
+        (
+            // libseccomp's EEXIST: one test ends two rules with different actions.
+            "same_test_with_two_actions_is_refused_by_both",
+            json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                when(&["getpriority"], "SCMP_ACT_ERRNO", Some(2201),
+                     json!([arg(0, "SCMP_CMP_EQ", 5)])),
+                when(&["getpriority"], "SCMP_ACT_ERRNO", Some(2202),
+                     json!([arg(0, "SCMP_CMP_EQ", 5)])),
+            ]}),
         ),
     ] {
         let Some(mut case) = hand_made(name, profile, Vec::new()) else {

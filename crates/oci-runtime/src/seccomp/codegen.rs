@@ -27,6 +27,7 @@ use super::RET_KILL_PROCESS;
 use super::abi::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, Abi, X32_SYSCALL_BIT};
 use super::bpf::{ARCH_OFFSET, Asm, AsmError, Cond, Label, NR_OFFSET, To, arg_hi, arg_lo};
 use super::profile::{Arg, Chained, Cmp, Section, Verdict};
+use super::tree::Tree;
 
 /// The program for `sections`, which hold the x86_64 one and any of x32 and i386.
 pub(super) fn generate(default: u32, sections: &[Section]) -> Result<Vec<sock_filter>, AsmError> {
@@ -79,6 +80,7 @@ pub(super) fn generate(default: u32, sections: &[Section]) -> Result<Vec<sock_fi
 enum Leaf<'a> {
     Ret(u32),
     Chain(&'a [Chained]),
+    Tree(&'a Tree),
 }
 
 /// The search tree of one section; the accumulator holds the call number.
@@ -100,6 +102,7 @@ fn intervals(s: &Section) -> Vec<(u32, Leaf<'_>)> {
         let leaf = match verdict {
             Verdict::Ret(r) => Leaf::Ret(*r),
             Verdict::Chain(chain) => Leaf::Chain(chain),
+            Verdict::Tree(t) => Leaf::Tree(t),
         };
         add(&mut out, nr, leaf);
         cursor = u64::from(nr) + 1;
@@ -138,6 +141,7 @@ fn tree(asm: &mut Asm, intervals: &[(u32, Leaf<'_>)], default: u32, wide: bool) 
         [(_, leaf)] => match leaf {
             Leaf::Ret(r) => asm.ret(*r),
             Leaf::Chain(chain) => rules(asm, chain, default, wide),
+            Leaf::Tree(t) => t.emit(asm, default),
         },
         _ => {
             let mid = intervals.len() / 2;

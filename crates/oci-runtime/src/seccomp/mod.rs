@@ -24,13 +24,24 @@
 //! - **Several rules for one call** (libseccomp's merge, which runc relies
 //!   on): a rule whose action (with its errno) equals the default is dropped,
 //!   as runc drops it. Then the first rule without conditions for a call
-//!   decides it alone: later unconditional rules and all conditional ones for
-//!   it, before or after, are discarded (a masked comparison with a zero
-//!   mask is no condition). Several conditional rules are ORed; where they
-//!   overlap with different actions, the first that matches in profile order
-//!   wins. (libseccomp orders its argument tree by argument, operator and
-//!   value instead, and refuses some such overlaps with `EEXIST`; here the
-//!   profile's order decides, which a reader of the profile can predict.)
+//!   decides it alone: later rules for it are discarded (a masked comparison
+//!   with a zero mask is no condition). Conditional rules with one action are
+//!   ORed. Conditional rules with different actions are merged as libseccomp
+//!   2.5 merges them (`tree`): into a tree of 32-bit tests kept sorted by
+//!   argument, operator and value, so where they overlap the tree's order
+//!   decides, not the profile's (`a0 >= 10 → A`, `a0 <= 20 → B`: 15 gets B).
+//!   Its pruning pass is followed too, which may drop a rule it takes for
+//!   redundant. Pairs it refuses (`EEXIST`: the same test ending two rules
+//!   with different actions) are refused here naming the rule, as runc
+//!   fails on them, also when they come before an unconditional rule that
+//!   then decides; merges on which libseccomp never returns (runc hangs in
+//!   `create`) are refused when the actions differ and compiled as the OR
+//!   of the rules when they agree. `libseccomp_tests` checks all of this
+//!   against libseccomp itself. One difference: where libseccomp's program
+//!   compares an accumulator its path loaded from another argument (a block
+//!   laid out for one predecessor and reached from another, without a
+//!   reload), runc's filter departs from libseccomp's own tree; ours
+//!   follows the tree.
 //! - **Names** this table does not know for an ABI are skipped for that ABI,
 //!   as runc does; the tables cover Linux 6.18 (see `syscalls.rs`).
 //! - **ENOSYS for new calls**, as runc's stub does: when the default action
@@ -49,11 +60,13 @@
 //!   profile cannot be bypassed through x32 (as libseccomp, which lets
 //!   only -1, a tracer's "skip this call", through to the default).
 //!   Other architectures a profile lists cannot run here and are skipped.
-//!   As libseccomp does, an unconditional i386 rule for a call that
-//!   `socketcall` or `ipc` multiplex (socket, bind, …, shmget, …) also holds
-//!   for the multiplexer with that subcall in its first argument; a rule
-//!   with conditions holds only for the direct call (the multiplexed
-//!   arguments are in memory, where no filter can see them).
+//!   As libseccomp does, an i386 rule for a call that `socketcall` or `ipc`
+//!   multiplex (socket, bind, …, shmget, …) also holds for the multiplexer
+//!   with that subcall in its first argument, in place of any condition the
+//!   rule has on the first argument; its other conditions then test the
+//!   multiplexer's own arguments, since the call's are in memory where no
+//!   filter can see them. A profile that must hold on i386 names
+//!   `socketcall` and `ipc` itself.
 //! - **Flags**: `SECCOMP_FILTER_FLAG_LOG`, `_SPEC_ALLOW`,
 //!   `_WAIT_KILLABLE_RECV` (only together with a listener, as libseccomp
 //!   passes it), `_TSYNC` accepted and not passed, as runc does (the init
@@ -88,9 +101,12 @@ mod codegen;
 mod default_profile;
 mod profile;
 mod syscalls;
+mod tree;
 
 #[cfg(test)]
 mod interp;
+#[cfg(test)]
+mod libseccomp_tests;
 #[cfg(test)]
 mod live_tests;
 #[cfg(test)]
@@ -136,7 +152,11 @@ impl Filter {
     /// would not take, each error naming the offending field.
     pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
         let p = profile::Profile::new(profile)?;
-        let sections: Vec<_> = p.abis.iter().map(|&abi| p.section(abi)).collect();
+        let sections = p
+            .abis
+            .iter()
+            .map(|&abi| p.section(abi))
+            .collect::<Result<Vec<_>>>()?;
         let program = codegen::generate(p.default, &sections)
             .map_err(|e| invalid("linux.seccomp", format!("internal compiler error: {e:?}")))?;
         if program.len() > bpf::MAX_INSNS {

@@ -9,6 +9,7 @@ use oci_spec::runtime::{
 use seccompiler::SeccompAction;
 
 use super::abi::Abi;
+use super::tree::{Refusal, Tree};
 use super::{Listener, RET_ENOSYS};
 use crate::error::{Result, invalid};
 
@@ -78,8 +79,11 @@ pub(super) struct Chained {
 pub(super) enum Verdict {
     /// Always this return.
     Ret(u32),
-    /// The first of these rules whose conditions hold, else the default.
+    /// The first of these rules whose conditions hold, else the default;
+    /// they all return the same, so their order does not matter.
     Chain(Vec<Chained>),
+    /// Rules with different actions, merged as libseccomp merges them.
+    Tree(Tree),
 }
 
 /// One ABI's part of the filter.
@@ -105,6 +109,8 @@ impl Section {
 /// One rule of the profile after runc's rewriting.
 #[derive(Debug)]
 struct Rule<'a> {
+    /// Its place in `linux.seccomp.syscalls`.
+    index: usize,
     names: &'a [String],
     ret: u32,
     args: Vec<Arg>,
@@ -199,6 +205,7 @@ impl<'a> Profile<'a> {
             if per_index.iter().any(|&n| n > 1) {
                 for arg in args {
                     rules.push(Rule {
+                        index: i,
                         names: call.names(),
                         ret: r,
                         args: vec![arg],
@@ -206,6 +213,7 @@ impl<'a> Profile<'a> {
                 }
             } else {
                 rules.push(Rule {
+                    index: i,
                     names: call.names(),
                     ret: r,
                     args,
@@ -275,48 +283,131 @@ impl<'a> Profile<'a> {
     /// for one number, libseccomp's merge decides: the first rule without
     /// conditions (after dropping those that always hold) wins and discards
     /// every conditional rule for that number, wherever in the profile they
-    /// stand; with only conditional rules, the first that matches in profile
-    /// order wins.
-    pub(super) fn section(&self, abi: Abi) -> Section {
-        let mut plain: BTreeMap<u32, u32> = BTreeMap::new();
-        let mut chains: BTreeMap<u32, Vec<Chained>> = BTreeMap::new();
+    /// stand. Conditional rules that all return the same are ORed; with
+    /// different returns they are merged into libseccomp's argument tree
+    /// (`tree`), which decides where they overlap and refuses, as
+    /// libseccomp does, two that end in the same test with different actions.
+    pub(super) fn section(&self, abi: Abi) -> Result<Section> {
+        /// A conditional rule for one number, with where it came from.
+        struct Entry {
+            rule: usize,
+            /// The call, as the error names it.
+            call: String,
+            chained: Chained,
+        }
+        // The first unconditional rule per number, and where it came in the
+        // order libseccomp is given the rules.
+        let mut plain: BTreeMap<u32, (u32, usize)> = BTreeMap::new();
+        let mut chains: BTreeMap<u32, Vec<Entry>> = BTreeMap::new();
         for rule in &self.rules {
             if rule.ret == self.default {
                 continue;
             }
             let args: Vec<Arg> = rule.args.iter().filter_map(|a| a.narrow(abi)).collect();
-            if abi == Abi::I386 && args.is_empty() {
+            if abi == Abi::I386 {
                 // As libseccomp: an i386 socket or SysV IPC call may also come
                 // through its multiplexer (`socketcall`, `ipc`, subcall in the
-                // first argument), and a rule for the call holds there too.
-                // A rule with conditions cannot: those arguments are in memory.
-                for (mux, call) in rule.names.iter().filter_map(|n| multiplexed(n)) {
-                    chains.entry(mux).or_default().push(Chained {
-                        ret: rule.ret,
-                        args: vec![Arg {
-                            index: 0,
-                            cmp: Cmp::Eq,
-                            value: u64::from(call),
-                        }],
+                // first argument), and a rule for the call holds there too,
+                // with the subcall test in place of any on the first argument.
+                // Its other conditions then test the multiplexer's arguments
+                // (the call's own are in memory, where no filter can see
+                // them): libseccomp 2.5 does so, and runc with it.
+                for name in rule.names {
+                    let Some((mux, call)) = multiplexed(name) else {
+                        continue;
+                    };
+                    let via = if mux == SOCKETCALL {
+                        "socketcall"
+                    } else {
+                        "ipc"
+                    };
+                    let mut mux_args = vec![Arg {
+                        index: 0,
+                        cmp: Cmp::Eq,
+                        value: u64::from(call),
+                    }];
+                    mux_args.extend(args.iter().filter(|a| a.index != 0));
+                    chains.entry(mux).or_default().push(Entry {
+                        rule: rule.index,
+                        call: format!("{name} (through {via})"),
+                        chained: Chained {
+                            ret: rule.ret,
+                            args: mux_args,
+                        },
                     });
                 }
             }
-            for nr in rule.names.iter().filter_map(|n| abi.number(n)) {
+            for name in rule.names {
+                let Some(nr) = abi.number(name) else {
+                    continue;
+                };
                 if args.is_empty() {
-                    plain.entry(nr).or_insert(rule.ret);
+                    let seen = chains.get(&nr).map_or(0, Vec::len);
+                    plain.entry(nr).or_insert((rule.ret, seen));
                 } else {
-                    chains.entry(nr).or_default().push(Chained {
-                        ret: rule.ret,
-                        args: args.clone(),
+                    chains.entry(nr).or_default().push(Entry {
+                        rule: rule.index,
+                        call: name.clone(),
+                        chained: Chained {
+                            ret: rule.ret,
+                            args: args.clone(),
+                        },
                     });
                 }
             }
         }
-        let mut verdicts: BTreeMap<u32, Verdict> = chains
-            .into_iter()
-            .map(|(nr, chain)| (nr, Verdict::Chain(chain)))
-            .collect();
-        verdicts.extend(plain.into_iter().map(|(nr, r)| (nr, Verdict::Ret(r))));
+        let mut verdicts = BTreeMap::new();
+        for (nr, entries) in chains {
+            // Conditional rules after an unconditional one are dropped;
+            // those before it still have to merge (libseccomp adds them
+            // first), though the unconditional rule then decides alone.
+            let (entries, decided) = match plain.get(&nr) {
+                Some(&(_, before)) => (&entries[..before], true),
+                None => (&entries[..], false),
+            };
+            if entries.is_empty() {
+                continue;
+            }
+            let one_action = entries
+                .iter()
+                .all(|e| e.chained.ret == entries[0].chained.ret);
+            if one_action && decided {
+                continue;
+            }
+            let verdict = if one_action {
+                Verdict::Chain(entries.iter().map(|e| e.chained.clone()).collect())
+            } else {
+                let rules: Vec<(u32, Vec<Arg>)> = entries
+                    .iter()
+                    .map(|e| (e.chained.ret, e.chained.args.clone()))
+                    .collect();
+                Verdict::Tree(Tree::build(&rules, abi.wide_args()).map_err(|why| {
+                    let (k, what) = match why {
+                        Refusal::Conflict(k) => (
+                            k,
+                            "an earlier rule for it ends in the same argument test with a \
+                             different action; libseccomp refuses such a pair (EEXIST), and so \
+                             does runc",
+                        ),
+                        Refusal::Endless(k) => (
+                            k,
+                            "libseccomp 2.5 never finishes merging this rule's conditions with \
+                             the earlier rules' for it (runc hangs on this profile); reorder or \
+                             simplify the conditions",
+                        ),
+                    };
+                    let e = &entries[k];
+                    invalid(
+                        format!("linux.seccomp.syscalls[{}]", e.rule),
+                        format!("{} on {abi:?}: {what}", e.call),
+                    )
+                })?)
+            };
+            if !decided {
+                verdicts.insert(nr, verdict);
+            }
+        }
+        verdicts.extend(plain.into_iter().map(|(nr, (r, _))| (nr, Verdict::Ret(r))));
 
         // Every name counts here, also those of dropped rules, as in runc.
         let enosys_above = if self.enosys {
@@ -328,20 +419,23 @@ impl<'a> Profile<'a> {
         } else {
             None
         };
-        Section {
+        Ok(Section {
             abi,
             verdicts,
             default: self.default,
             enosys_above,
-        }
+        })
     }
 }
+
+/// i386's `socketcall`.
+const SOCKETCALL: u32 = 102;
+/// i386's `ipc`.
+const IPC: u32 = 117;
 
 /// i386's `socketcall` (102) and `ipc` (117) and the subcall numbers they
 /// take for each call they multiplex (`SYS_SOCKET`…, `SEMOP`…).
 fn multiplexed(name: &str) -> Option<(u32, u32)> {
-    const SOCKETCALL: u32 = 102;
-    const IPC: u32 = 117;
     let socket = [
         "socket",
         "bind",

@@ -607,8 +607,9 @@ pub(super) fn allow_list(n: usize, with_args: bool) -> Value {
     let mut rules = vec![json!({"names": names, "action": "SCMP_ACT_ALLOW"})];
     if with_args {
         let picked: Vec<&str> = syscalls::I386.iter().map(|(n, _)| *n).step_by(10).collect();
-        rules.insert(
-            0,
+        // After the allow rule: before it, libseccomp (and so runc) would
+        // refuse the pair for i386's multiplexed calls (`EEXIST`).
+        rules.push(
             json!({"names": picked, "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
             "args": [{"index": 2, "value": 0x1_0000_0000u64, "op": "SCMP_CMP_GE"},
                      {"index": 3, "value": 0xff, "valueTwo": 7, "op": "SCMP_CMP_MASKED_EQ"}]}),
