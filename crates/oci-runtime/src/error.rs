@@ -34,6 +34,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An image config (or the overrides given with it) cannot make a process.
+    #[error("image config: {what}: {reason}")]
+    ImageConfig {
+        /// The field or value at fault, e.g. `User "app"`.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A container id that is empty, too long, or holds `/`, `..` or control characters.
     #[error("invalid container id {id:?}: {reason}")]
     InvalidId {

@@ -89,20 +89,6 @@ pub(crate) enum CmdError {
     /// Building the runtime spec failed.
     #[error("building config.json: {0}")]
     Spec(#[from] oci_spec::OciSpecError),
-    /// The image runs nothing.
-    #[error("image {name} has neither Entrypoint nor Cmd")]
-    NoCommand {
-        /// The image.
-        name: String,
-    },
-    /// The image's `User` does not resolve in its rootfs.
-    #[error("image user {user:?}: {reason}")]
-    BadUser {
-        /// The `User` field.
-        user: String,
-        /// Why it does not resolve.
-        reason: &'static str,
-    },
     /// A file operation of the command failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -218,9 +204,6 @@ fn dispatch(opts: &StoreOpts, cmd: ImageCommand) -> Result<(), CmdError> {
     Ok(())
 }
 
-/// The PATH a process gets when the image sets none (as containerd does).
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// Writes an OCI bundle for image `name` into `dir`: a flattened rootfs
 /// and a `config.json` whose process comes from the image config.
 pub(crate) fn bundle(
@@ -260,52 +243,34 @@ fn write_config(
     rootfs: &Path,
 ) -> Result<(), CmdError> {
     let config = store.config(image)?;
-    let c = config.config().clone().unwrap_or_default();
-    let mut args = c.entrypoint().clone().unwrap_or_default();
-    args.extend(c.cmd().clone().unwrap_or_default());
-    if args.is_empty() {
-        return Err(CmdError::NoCommand {
-            name: image.name.clone(),
-        });
-    }
-    let mut env = c.env().clone().unwrap_or_default();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, DEFAULT_PATH.to_string());
-    }
-    let cwd = c
-        .working_dir()
-        .clone()
-        .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| "/".into());
-    let (uid, gid) = resolve_user(rootfs, c.user().as_deref().unwrap_or(""))?;
+    let process = oci_runtime::ImageProcess::resolve(
+        &config,
+        rootfs,
+        &oci_runtime::ImageOverrides::default(),
+    )
+    .map_err(|e| match e {
+        oci_runtime::Error::ImageConfig { what, reason } => oci_runtime::Error::ImageConfig {
+            what: format!("{}: {what}", image.name),
+            reason,
+        },
+        other => other,
+    })?;
     let mut spec = oci_spec::runtime::Spec::default();
     if let Some(p) = spec.process_mut() {
-        p.set_args(Some(args));
-        p.set_env(Some(env));
-        p.set_cwd(cwd.into());
         p.set_terminal(Some(false));
-        let mut user = p.user().clone();
-        user.set_uid(uid);
-        user.set_gid(gid);
-        p.set_user(user);
     }
+    process.apply_to_spec(&mut spec);
     if let Some(root) = spec.root_mut() {
         root.set_path(PathBuf::from("rootfs"));
         // The rootfs is this bundle's own copy.
         root.set_readonly(Some(false));
     }
     spec.set_hostname(Some(hostname_for(&image.name)));
-    let mut annotations = std::collections::HashMap::new();
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
     annotations.insert(
         "org.opencontainers.image.ref.name".to_string(),
         image.name.clone(),
     );
-    if let Some(sig) = c.stop_signal() {
-        annotations.insert(
-            "org.opencontainers.image.stopSignal".to_string(),
-            sig.clone(),
-        );
-    }
     spec.set_annotations(Some(annotations));
     spec.save(dir.join("config.json"))?;
     Ok(())
@@ -324,67 +289,6 @@ fn hostname_for(name: &str) -> String {
         .collect();
     let h = h.trim_matches('-').to_string();
     if h.is_empty() { "container".into() } else { h }
-}
-
-/// Resolves an image `User` (`user`, `uid`, `user:group`, `uid:gid`, ...)
-/// against the rootfs's `/etc/passwd` and `/etc/group`.
-fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32), CmdError> {
-    if user.is_empty() {
-        return Ok((0, 0));
-    }
-    let bad = |reason| CmdError::BadUser {
-        user: user.to_string(),
-        reason,
-    };
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let passwd = read_db(rootfs, "etc/passwd");
-    // name:x:uid:gid:...
-    let entry = passwd.iter().find(|f| {
-        f.first().map(String::as_str) == Some(u)
-            || (u.parse::<u32>().is_ok() && f.get(2).map(String::as_str) == Some(u))
-    });
-    let uid = match u.parse::<u32>() {
-        Ok(n) => n,
-        Err(_) => entry
-            .and_then(|f| f.get(2)?.parse().ok())
-            .ok_or_else(|| bad("no such user in /etc/passwd"))?,
-    };
-    let gid = match g {
-        None => entry.and_then(|f| f.get(3)?.parse().ok()).unwrap_or(0),
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => read_db(rootfs, "etc/group")
-                .iter()
-                .find(|f| f.first().map(String::as_str) == Some(g))
-                .and_then(|f| f.get(2)?.parse().ok())
-                .ok_or_else(|| bad("no such group in /etc/group"))?,
-        },
-    };
-    Ok((uid, gid))
-}
-
-/// The colon-separated records of a passwd-style file of the rootfs; a
-/// symlink there is ignored, so an image cannot make us read host files.
-fn read_db(rootfs: &Path, rel: &str) -> Vec<Vec<String>> {
-    let p = rootfs.join(rel);
-    let is_file = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file());
-    if !is_file
-        || rootfs
-            .join("etc")
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-    {
-        return Vec::new();
-    }
-    std::fs::read_to_string(&p)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(':').map(str::to_string).collect())
-        .collect()
 }
 
 fn parse_platform(s: &str) -> Result<Platform, image_store::Error> {
