@@ -39,6 +39,8 @@ pub(crate) struct SpawnIo {
     /// Bytes reserved for the state JSON that container-side hooks read; the
     /// child cannot allocate, so the parent sizes its buffer before the clone.
     pub state_capacity: usize,
+    /// The process's fds 0, 1 and 2; `None` keeps the caller's.
+    pub stdio: [Option<OwnedFd>; 3],
 }
 
 fn ptr_array(v: &[CString]) -> Vec<*const c_char> {
@@ -125,18 +127,63 @@ pub(crate) fn spawn(
     for (slot, f) in cgroup_procs.iter_mut().zip(io.cgroup.v1_procs.iter()) {
         *slot = f.as_raw_fd();
     }
+    let raw = |o: &Option<OwnedFd>| o.as_ref().map_or(-1, |f| f.as_raw_fd());
     let (mut from_child, to_parent) = pipe()?;
     let (from_parent, mut to_child) = pipe()?;
+    // Copies of the stdio fds above every number the child keeps (the
+    // caller's 0..2 and preserved fds), so that moving them onto 0..2 in
+    // the child can overwrite none of them, nor one another.
+    let keep_below = 3 + io.preserve_fds as RawFd;
+    let mut stdio_copies: [Option<OwnedFd>; 3] = [None, None, None];
+    for (copy, fd) in stdio_copies.iter_mut().zip(io.stdio.iter()) {
+        if let Some(fd) = fd {
+            *copy = Some(
+                rustix::io::fcntl_dupfd_cloexec(fd, keep_below).map_err(|e| Error::Sys {
+                    operation: "duplicating a stdio fd",
+                    source: e.into(),
+                })?,
+            );
+        }
+    }
+    if stdio_copies.iter().any(Option::is_some) {
+        // With the caller's own 0..2 closed, an fd of ours could have got one
+        // of those numbers, which the child then overwrites.
+        let ours = [
+            to_parent.as_raw_fd(),
+            from_parent.as_raw_fd(),
+            raw(&io.fifo),
+            raw(&io.console),
+            raw(&io.exec_root),
+            raw(&io.pidfd),
+        ];
+        if ours
+            .iter()
+            .chain(join.iter())
+            .chain(cgroup_procs.iter())
+            .any(|&fd| (0..3).contains(&fd))
+        {
+            return Err(Error::Sys {
+                operation: "giving the container its own stdio",
+                source: std::io::Error::other(
+                    "this process has fd 0, 1 or 2 closed; open /dev/null on them first",
+                ),
+            });
+        }
+    }
     let mut state_buf = vec![0u8; io.state_capacity];
-    let raw = |o: &Option<OwnedFd>| o.as_ref().map_or(-1, |f| f.as_raw_fd());
     let fds = ChildFds {
         to_parent: to_parent.as_raw_fd(),
         from_parent: from_parent.as_raw_fd(),
         fifo: raw(&io.fifo),
         join,
         console: raw(&io.console),
-        keep_below: 3 + io.preserve_fds as RawFd,
+        keep_below,
         exec_root: raw(&io.exec_root),
+        stdio: [
+            raw(&stdio_copies[0]),
+            raw(&stdio_copies[1]),
+            raw(&stdio_copies[2]),
+        ],
         pidfd: raw(&io.pidfd),
         cgroup_procs,
     };
@@ -190,6 +237,7 @@ pub(crate) fn spawn(
     let state_capacity = io.state_capacity;
     drop(io);
     drop(join_files);
+    drop(stdio_copies);
     let mut init_pid = stage_pid;
     let mut ready = false;
     loop {
@@ -457,6 +505,16 @@ fn describe(plan: &InitPlan, msg: Msg) -> Error {
                 .map(|p| p.display.clone()),
         ),
         Some(Step::Console) => ("setting up the console", None),
+        Some(Step::Stdio) => (
+            "setting up stdio",
+            Some(
+                ["stdin", "stdout", "stderr"]
+                    .get(i)
+                    .copied()
+                    .unwrap_or("?")
+                    .to_string(),
+            ),
+        ),
         Some(Step::Pivot) => ("entering rootfs (pivot_root)", None),
         Some(Step::ReadonlyRoot) => ("making rootfs read-only", None),
         Some(Step::Hostname) => ("sethostname", None),

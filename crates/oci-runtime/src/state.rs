@@ -32,6 +32,9 @@ pub(crate) struct Saved {
     pub annotations: HashMap<String, String>,
     /// The init's exit status, once someone who waited for it recorded it.
     pub exit_status: Option<i32>,
+    /// RFC 3339 time the exit status was recorded.
+    #[serde(default)]
+    pub exit_time: Option<String>,
     /// Whether the container has its own pid namespace (so killing init kills all).
     pub own_pid_ns: bool,
     /// Whether the container shares the caller's mount namespace, so its mounts
@@ -259,6 +262,7 @@ mod tests {
             creating: false,
             annotations: HashMap::new(),
             exit_status: None,
+            exit_time: None,
             own_pid_ns: true,
             shares_mount_ns: false,
             cgroups: None,

@@ -123,10 +123,11 @@ pub(crate) enum Step {
     Keyring,
     Cgroup,
     Seccomp,
+    Stdio,
 }
 
 impl Step {
-    pub(crate) const ALL: [Step; 52] = [
+    pub(crate) const ALL: [Step; 53] = [
         Step::Signals,
         Step::CloseFds,
         Step::Setns,
@@ -179,6 +180,7 @@ impl Step {
         Step::Keyring,
         Step::Cgroup,
         Step::Seccomp,
+        Step::Stdio,
     ];
 
     pub(crate) fn from_u32(v: u32) -> Option<Step> {
@@ -223,6 +225,9 @@ pub(crate) struct ChildFds {
     pub keep_below: RawFd,
     /// For exec: the container's root dir, to chroot into after joining its mount namespace.
     pub exec_root: RawFd,
+    /// What goes on fds 0, 1 and 2, or -1 to keep the caller's. The parent
+    /// made these copies above every fd the child keeps.
+    pub stdio: [RawFd; 3],
 }
 
 /// Everything the child needs, prepared before the clone.
@@ -330,6 +335,15 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
     // Die with the spawning thread while setup is in progress; cleared before "ready".
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0)
         .map_err(at(Step::Signals, 1))?;
+    // The container's own stdio, before anything else is closed.
+    for (target, &fd) in fds.stdio.iter().enumerate() {
+        if fd >= 0 {
+            // SAFETY: duplicating an fd the parent opened for us onto stdio.
+            if unsafe { libc::dup2(fd, target as RawFd) } == -1 {
+                return Err(at(Step::Stdio, target)(sys::errno()));
+            }
+        }
+    }
     // Drop every fd inherited from the (possibly busy) parent, including other spawns' pipes.
     let mut keep = [-1; 32];
     let mut n = 0;

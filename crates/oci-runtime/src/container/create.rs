@@ -34,6 +34,25 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
 }
 
+/// How a container's init gets its stdio, beyond what [`CreateOptions`] says.
+#[derive(Debug, Default)]
+pub(super) struct InitIo {
+    /// Fds 0..2 of the process; `None` keeps the caller's.
+    pub(super) stdio: [Option<OwnedFd>; 3],
+    /// With `process.terminal` and no console socket: return the pty master.
+    pub(super) want_master: bool,
+    /// The spec came from memory: write it into the state dir, its bundle.
+    pub(super) write_config: bool,
+}
+
+/// The fds the init's stdio comes from.
+struct InitFds {
+    /// The connected console socket, for `process.terminal`.
+    console: Option<OwnedFd>,
+    /// Fds 0..2, `None` for the caller's.
+    stdio: [Option<OwnedFd>; 3],
+}
+
 /// Creates the container's cgroups, writes its limits and opens what the init
 /// needs to start in them; on failure nothing of them is left.
 fn prepare_cgroups(cg: &Cgroups, r: Option<&LinuxResources>) -> Result<JoinFds> {
@@ -56,6 +75,19 @@ impl Runtime {
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<i32> {
         validate_id(id)?;
         let bundle = Bundle::load(bundle)?;
+        self.create_loaded(id, bundle, opts, InitIo::default())
+            .map(|(pid, _)| pid)
+    }
+
+    /// `create` of a loaded bundle, with the stdio of [`InitIo`]; returns the
+    /// init's pid and, when `io.want_master`, the pty master.
+    pub(super) fn create_loaded(
+        &self,
+        id: &str,
+        bundle: Bundle,
+        opts: &CreateOptions,
+        io: InitIo,
+    ) -> Result<(i32, Option<OwnedFd>)> {
         if crate::exe::needs_protected_exe(&bundle.spec) {
             crate::exe::require_protected_exe("create in a shared pid namespace")?;
         }
@@ -70,8 +102,21 @@ impl Runtime {
             },
             &self.proc_root,
         )?;
+        if plan.process.terminal && io.stdio.iter().any(Option::is_some) {
+            return Err(crate::error::invalid(
+                "process.terminal",
+                "the pty is the process's stdio: give no stdio streams with a terminal",
+            ));
+        }
+        let mut master_rx = None;
         let console = match (&opts.console_socket, plan.process.terminal) {
             (Some(p), true) => Some(connect_console(p)?),
+            (None, true) if io.want_master => {
+                let (rx, tx) = std::os::unix::net::UnixStream::pair()
+                    .map_err(io_err("making the console socket pair", &bundle.dir))?;
+                master_rx = Some(rx);
+                Some(OwnedFd::from(tx))
+            }
             (None, true) => {
                 return Err(crate::error::invalid(
                     "process.terminal",
@@ -98,6 +143,7 @@ impl Runtime {
             creating: false,
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             exit_status: None,
+            exit_time: None,
             own_pid_ns,
             shares_mount_ns: plan
                 .rootfs
@@ -118,9 +164,49 @@ impl Runtime {
         });
         let resources = resources.as_ref();
         let locked = Locked::create(&self.root, id, &saved)?;
+        if io.write_config {
+            // A spec given in memory: the state dir is its bundle, so that
+            // hooks, `exec` and other tools find its config.json there.
+            if let Err(e) = bundle.spec.save(bundle.dir.join("config.json")) {
+                let _ = locked.remove();
+                return Err(crate::error::invalid(
+                    "config.json",
+                    format!("writing it into the state dir: {e}"),
+                ));
+            }
+        }
         let mount_before = saved.shares_mount_ns.then(|| mount_id(&saved.rootfs));
-        match self.spawn_init(&locked, &plan, &mut saved, console, opts, resources) {
-            Ok(pid) => Ok(pid),
+        let spawned = self
+            .spawn_init(
+                &locked,
+                &plan,
+                &mut saved,
+                InitFds {
+                    console,
+                    stdio: io.stdio,
+                },
+                opts,
+                resources,
+            )
+            .and_then(|pid| match master_rx {
+                None => Ok((pid, None)),
+                Some(rx) => match crate::console::receive_pty_master(&rx) {
+                    Ok(m) => Ok((pid, Some(m))),
+                    Err(e) => {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                        let _ = super::wait_pid(pid);
+                        if let Some(cg) = &saved.cgroups {
+                            let _ = cg.destroy();
+                        }
+                        Err(e)
+                    }
+                },
+            });
+        match spawned {
+            Ok(r) => Ok(r),
             Err(e) => {
                 // In the caller's mount namespace, a failed init leaves its mounts
                 // behind: detach them, but only if its rootfs bind got made.
@@ -140,10 +226,11 @@ impl Runtime {
         locked: &Locked,
         plan: &plan::InitPlan,
         saved: &mut Saved,
-        console: Option<OwnedFd>,
+        fds: InitFds,
         opts: &CreateOptions,
         resources: Option<&LinuxResources>,
     ) -> Result<i32> {
+        let InitFds { console, stdio } = fds;
         let fifo_path = locked.fifo();
         let c = CString::new(fifo_path.as_os_str().as_bytes()).map_err(|_| Error::InvalidId {
             id: saved.id.clone(),
@@ -220,6 +307,7 @@ impl Runtime {
             wait_exec: false,
             pidfd: None,
             state_capacity,
+            stdio,
         };
         let pid = match spawn(plan, io, &mut on_hooks) {
             Ok(pid) => pid,

@@ -137,6 +137,7 @@ impl Runtime {
             wait_exec: true,
             pidfd: Some(pidfd),
             state_capacity: 0,
+            stdio: [None, None, None],
         };
         let pid = spawn(&plan, io, &mut |_| Ok(Vec::new()))?;
         drop(l);

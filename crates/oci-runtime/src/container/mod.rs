@@ -3,6 +3,7 @@
 mod create;
 mod delete;
 mod exec;
+mod handle;
 mod kill;
 mod pause;
 mod start;
@@ -20,6 +21,7 @@ use nix::unistd::Pid;
 
 pub use create::CreateOptions;
 pub use exec::ExecOptions;
+pub use handle::{Container, Source, Stdio, Stream};
 
 /// The OCI runtime-spec version this runtime implements.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -211,11 +213,7 @@ impl Runtime {
             l.load(id)?.pid
         };
         let code = wait_pid(pid)?;
-        if let Ok(l) = self.open(id) {
-            let mut s = l.load(id)?;
-            s.exit_status = Some(code);
-            l.save(&s)?;
-        }
+        self.record_exit(id, code)?;
         Ok(code)
     }
 }

@@ -369,6 +369,7 @@ mod tests {
             creating: false,
             annotations: HashMap::new(),
             exit_status: None,
+            exit_time: None,
             own_pid_ns: true,
             shares_mount_ns: false,
             cgroups,
