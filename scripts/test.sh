@@ -23,3 +23,7 @@ done
 step "cargo test --workspace"
 cargo test --workspace --locked --all-targets
 cargo test --workspace --locked --doc
+
+step "oci-runtime with its tokio feature"
+cargo clippy --locked -p oci-runtime --features tokio --all-targets -- -D warnings
+cargo test --locked -p oci-runtime --features tokio --test host

@@ -53,8 +53,8 @@ mod sys;
 pub use config::{Bundle, parse_spec, validate, validate_id, validate_process, validate_resources};
 pub use console::receive_pty_master;
 pub use container::{
-    Container, ContainerInfo, CreateOptions, ExecOptions, OCI_VERSION, Runtime, Source, Stdio,
-    Stream, wait_pid,
+    Container, ContainerInfo, CreateOptions, ExecOptions, ExecProcess, OCI_VERSION, Runtime,
+    Source, Stdio, Stream, wait_pid,
 };
 pub use error::{Error, Result};
 pub use exe::{ExeProtection, exe_protection, needs_protected_exe, protect_exe};

@@ -117,6 +117,10 @@ fn fifty_containers_from_a_busy_tokio_host_each_with_its_own_stdio() {
                 c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
                 let mut err = String::new();
                 c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                #[cfg(feature = "tokio")]
+                tokio::runtime::Handle::current()
+                    .block_on(c.exited())
+                    .unwrap();
                 let code = rt.wait_container(&c).unwrap();
                 let info = rt.state(&id).unwrap();
                 rt.delete(&id, false).unwrap();
@@ -144,6 +148,8 @@ fn fifty_containers_from_a_busy_tokio_host_each_with_its_own_stdio() {
         assert_eq!(out, format!("out-{i}\ngot-hello-{i}\n4\n"), "container {i}");
         assert_eq!(err, format!("err-{i}\n"), "container {i}");
         assert_eq!(info.state.status().to_string(), "stopped", "container {i}");
+        assert_eq!(info.exit_status, Some(0), "container {i}");
+        assert!(info.exit_time.is_some(), "container {i}");
     }
     drop(tokio);
     let fds: Vec<String> = std::fs::read_dir("/proc/self/fd")

@@ -1,5 +1,6 @@
 //! `exec`: run another process inside a created or running container.
 
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
@@ -45,6 +46,20 @@ impl Runtime {
     /// Runs `process` in the namespaces and root of container `id`; returns its host
     /// pid once it has exec'd. It is a child of the calling process.
     pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+        self.exec_with(id, process, opts, [None, None, None], false)
+            .map(|(pid, _)| pid)
+    }
+
+    /// `exec` with the process's fds 0..2 (`None`: the caller's); with
+    /// `want_master`, a terminal without a console socket returns its master.
+    pub(super) fn exec_with(
+        &self,
+        id: &str,
+        process: &Process,
+        opts: &ExecOptions,
+        stdio: [Option<OwnedFd>; 3],
+        want_master: bool,
+    ) -> Result<(i32, Option<OwnedFd>)> {
         validate_process(process, "process")?;
         crate::exe::require_protected_exe("exec")?;
         let (l, s) = self.open_live(id, "exec")?;
@@ -90,8 +105,24 @@ impl Runtime {
             .map(|p| crate::seccomp::compile_cached(p, &self.seccomp_cache()))
             .transpose()?;
         plan::add_default_home(&mut process_plan, &root_path);
+        if process_plan.terminal && stdio.iter().any(Option::is_some) {
+            return Err(crate::error::invalid(
+                "process.terminal",
+                "the pty is the process's stdio: give no stdio streams with a terminal",
+            ));
+        }
+        let mut master_rx = None;
         let console = match (&opts.console_socket, process_plan.terminal) {
             (Some(p), true) => Some(connect_console(p)?),
+            (None, true) if want_master => {
+                let (rx, tx) =
+                    std::os::unix::net::UnixStream::pair().map_err(|source| Error::Sys {
+                        operation: "making the console socket pair",
+                        source,
+                    })?;
+                master_rx = Some(rx);
+                Some(OwnedFd::from(tx))
+            }
             (None, true) => {
                 return Err(crate::error::invalid(
                     "process.terminal",
@@ -137,13 +168,27 @@ impl Runtime {
             wait_exec: true,
             pidfd: Some(pidfd),
             state_capacity: 0,
-            stdio: [None, None, None],
+            stdio,
         };
         let pid = spawn(&plan, io, &mut |_| Ok(Vec::new()))?;
         drop(l);
+        let master = match master_rx {
+            None => None,
+            Some(rx) => match crate::console::receive_pty_master(&rx) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let _ = super::wait_pid(pid);
+                    return Err(e);
+                }
+            },
+        };
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid)?;
         }
-        Ok(pid)
+        Ok((pid, master))
     }
 }

@@ -103,42 +103,7 @@ impl Runtime {
                 (Bundle { dir, spec, rootfs }, true)
             }
         };
-        let mut ends: [Option<File>; 3] = [None, None, None];
-        let mut child: [Option<OwnedFd>; 3] = [None, None, None];
-        for (i, stream) in [stdio.stdin, stdio.stdout, stdio.stderr]
-            .into_iter()
-            .enumerate()
-        {
-            child[i] = match stream {
-                Stream::Inherit => None,
-                Stream::Null => Some(
-                    File::options()
-                        .read(i == 0)
-                        .write(i != 0)
-                        .open("/dev/null")
-                        .map_err(io_err("opening", "/dev/null"))?
-                        .into(),
-                ),
-                Stream::Fd(fd) => {
-                    // A closed or foreign number fails here, naming the stream.
-                    rustix::fs::fstat(&fd).map_err(|e| Error::Sys {
-                        operation: ["stdin fd", "stdout fd", "stderr fd"][i],
-                        source: e.into(),
-                    })?;
-                    Some(fd)
-                }
-                Stream::Pipe => {
-                    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                        .map_err(|e| Error::Sys {
-                            operation: "making a stdio pipe",
-                            source: e.into(),
-                        })?;
-                    let (ours, theirs) = if i == 0 { (w, r) } else { (r, w) };
-                    ends[i] = Some(File::from(ours));
-                    Some(theirs)
-                }
-            };
-        }
+        let (child, ends) = stdio_fds(stdio)?;
         let io = InitIo {
             stdio: child,
             want_master: true,
@@ -178,6 +143,35 @@ impl Runtime {
         })
     }
 
+    /// Runs `process` in container `id` (as [`Runtime::exec`]) with `stdio`;
+    /// returns once it has exec'd. The process is a child of the caller.
+    pub fn exec_process(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+        opts: &super::ExecOptions,
+        stdio: Stdio,
+    ) -> Result<ExecProcess> {
+        let (child, ends) = stdio_fds(stdio)?;
+        let (pid, pty_master) = self.exec_with(id, process, opts, child, true)?;
+        let pidfd = open_pidfd(pid).inspect_err(|_| {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = super::wait_pid(pid);
+        })?;
+        let [stdin, stdout, stderr] = ends;
+        Ok(ExecProcess {
+            pid,
+            pidfd,
+            stdin,
+            stdout,
+            stderr,
+            pty_master,
+        })
+    }
+
     /// Waits for `c`'s init to exit, through its pidfd, and records the
     /// exit status and time in its state. Only the creating process (the
     /// init's parent) can wait. Returns the exit code, 128 + signal when killed.
@@ -197,6 +191,128 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// A process run in a container by [`Runtime::exec_process`].
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// Its host pid.
+    pub pid: i32,
+    /// Its pidfd: pollable, and [`ExecProcess::wait`] waits through it.
+    pub pidfd: OwnedFd,
+    /// The write end of a [`Stream::Pipe`] stdin.
+    pub stdin: Option<File>,
+    /// The read end of a [`Stream::Pipe`] stdout.
+    pub stdout: Option<File>,
+    /// The read end of a [`Stream::Pipe`] stderr.
+    pub stderr: Option<File>,
+    /// The pty master, with `terminal` and no console socket.
+    pub pty_master: Option<OwnedFd>,
+}
+
+impl ExecProcess {
+    /// Waits for it to exit: its exit code, 128 + signal when killed.
+    pub fn wait(&self) -> Result<i32> {
+        wait_pidfd(self.pidfd.as_fd())
+    }
+
+    /// Resolves once it has exited, without blocking a thread (the pidfd
+    /// turns readable); then [`ExecProcess::wait`] returns at once.
+    #[cfg(feature = "tokio")]
+    pub async fn exited(&self) -> Result<()> {
+        pidfd_readable(self.pidfd.as_fd()).await
+    }
+}
+
+impl Container {
+    /// Resolves once the init has exited, without blocking a thread (the
+    /// pidfd turns readable); then [`Runtime::wait_container`] returns at once.
+    #[cfg(feature = "tokio")]
+    pub async fn exited(&self) -> Result<()> {
+        pidfd_readable(self.pidfd.as_fd()).await
+    }
+}
+
+/// Waits on the tokio reactor for `pidfd` to turn readable: its process exited.
+#[cfg(feature = "tokio")]
+async fn pidfd_readable(pidfd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+    let fd = pidfd.try_clone_to_owned().map_err(|source| Error::Sys {
+        operation: "duplicating a pidfd",
+        source,
+    })?;
+    // SAFETY: the AsyncFd owns `fd`, an OwnedFd whose number stays the same
+    // and which nothing else closes while it is registered.
+    let afd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| Error::Sys {
+        operation: "registering a pidfd with tokio",
+        source: e.into(),
+    })?;
+    let _ready = afd.readable().await.map_err(|source| Error::Sys {
+        operation: "polling a pidfd",
+        source,
+    })?;
+    Ok(())
+}
+
+/// What goes on the child's fds 0..2 (`None`: the caller's).
+type ChildStdio = [Option<OwnedFd>; 3];
+/// The caller's ends of the pipes among them.
+type PipeEnds = [Option<File>; 3];
+
+/// The fds for the child's 0..2 and the caller's ends of any pipes.
+fn stdio_fds(stdio: Stdio) -> Result<(ChildStdio, PipeEnds)> {
+    let mut ends: [Option<File>; 3] = [None, None, None];
+    let mut child: [Option<OwnedFd>; 3] = [None, None, None];
+    for (i, stream) in [stdio.stdin, stdio.stdout, stdio.stderr]
+        .into_iter()
+        .enumerate()
+    {
+        child[i] =
+            match stream {
+                Stream::Inherit => None,
+                Stream::Null => Some(
+                    File::options()
+                        .read(i == 0)
+                        .write(i != 0)
+                        .open("/dev/null")
+                        .map_err(io_err("opening", "/dev/null"))?
+                        .into(),
+                ),
+                Stream::Fd(fd) => {
+                    // Checked before anything is created, naming the stream.
+                    rustix::fs::fstat(&fd).map_err(|e| Error::Sys {
+                        operation: ["stdin fd", "stdout fd", "stderr fd"][i],
+                        source: e.into(),
+                    })?;
+                    Some(fd)
+                }
+                Stream::Pipe => {
+                    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                        .map_err(|e| Error::Sys {
+                            operation: "making a stdio pipe",
+                            source: e.into(),
+                        })?;
+                    let (ours, theirs) = if i == 0 { (w, r) } else { (r, w) };
+                    ends[i] = Some(File::from(ours));
+                    Some(theirs)
+                }
+            };
+    }
+    Ok((child, ends))
+}
+
+/// A pidfd for `pid`, an unreaped child of ours (so its pid is not reused).
+fn open_pidfd(pid: i32) -> Result<OwnedFd> {
+    let p = rustix::process::Pid::from_raw(pid).ok_or(Error::Sys {
+        operation: "pidfd_open",
+        source: std::io::Error::from_raw_os_error(libc::ESRCH),
+    })?;
+    rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).map_err(|e| Error::Sys {
+        operation: "pidfd_open",
+        source: e.into(),
+    })
 }
 
 /// Waits for the process of `pidfd`, a child of ours, to exit.

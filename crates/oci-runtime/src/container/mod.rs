@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 
 pub use create::CreateOptions;
 pub use exec::ExecOptions;
-pub use handle::{Container, Source, Stdio, Stream};
+pub use handle::{Container, ExecProcess, Source, Stdio, Stream};
 
 /// The OCI runtime-spec version this runtime implements.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -50,6 +50,8 @@ pub struct ContainerInfo {
     pub owner: String,
     /// Exit status of the init, when whoever waited for it recorded it.
     pub exit_status: Option<i32>,
+    /// RFC 3339 time the exit status was recorded.
+    pub exit_time: Option<String>,
     /// Whether its processes are frozen (`pause`): runc shows the status `paused`
     /// then, a state the runtime spec does not name.
     pub paused: bool,
@@ -71,6 +73,13 @@ impl Runtime {
     /// The same runtime with cgroups found under other roots (a test's temp dirs).
     pub fn with_cgroup_roots(mut self, roots: crate::cgroups::Roots) -> Self {
         self.cgroup_roots = roots;
+        self
+    }
+
+    /// The same runtime reading processes from another procfs mount (the
+    /// host's `/proc` seen from a container, a test's).
+    pub fn with_proc_root(mut self, proc_root: impl Into<PathBuf>) -> Self {
+        self.proc_root = proc_root.into();
         self
     }
 
@@ -142,6 +151,7 @@ impl Runtime {
             rootfs: s.rootfs.clone(),
             owner: s.owner.clone(),
             exit_status: s.exit_status,
+            exit_time: s.exit_time.clone(),
             own_cgroups: s.cgroups.is_some(),
             paused: matches!(status, ContainerState::Created | ContainerState::Running)
                 && s.cgroups
