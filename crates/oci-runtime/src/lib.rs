@@ -40,6 +40,7 @@ mod hooks;
 mod image_spec;
 mod plan;
 mod procfs;
+pub mod pty;
 mod seccomp;
 mod spawn;
 mod state;

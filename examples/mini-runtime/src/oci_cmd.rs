@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use oci_runtime::{CreateOptions, Error, ExecOptions, Runtime};
 
-use crate::terminal::{
-    TerminalGuard, copy_terminal, forward_to, install_forwarding, proxy_console,
-};
+use crate::terminal::{proxy_console, proxy_terminal};
 
 /// Global flags runc's callers (podman, conmon, containerd's shim) pass.
 #[derive(Debug, Args)]
@@ -455,7 +453,7 @@ fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
     let console = proxy_console(wants_tty, a.detach, "container", &mut opts.console_socket)?;
     if !a.detach {
         // Before start: a signal that arrives while the container starts is held, not lost.
-        install_forwarding();
+        oci_runtime::pty::forward_signals();
     }
     let receiver = console.as_ref().map(|c| c.receive());
     let (pid, warnings) = rt.run(&id, &a.create.bundle, &opts)?;
@@ -464,7 +462,7 @@ fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
     if a.detach {
         return Ok(0);
     }
-    forward_to(pid);
+    oci_runtime::pty::forward_to(pid, None);
     let proxy = match receiver {
         Some(r) => Some(
             r.join()
@@ -472,9 +470,8 @@ fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
         ),
         None => None,
     };
-    let _raw = proxy.as_ref().map(TerminalGuard::raw);
     if let Some(master) = proxy {
-        copy_terminal(master);
+        proxy_terminal(pid, master);
     }
     let code = rt.wait(&id)?;
     if !a.keep {
@@ -578,20 +575,19 @@ fn exec_cmd(rt: &Runtime, a: ExecArgs) -> Result<i32, CliError> {
     let wants_tty = opts.console_socket.is_none() && p.terminal().unwrap_or(false);
     let console = proxy_console(wants_tty, a.detach, "process", &mut opts.console_socket)?;
     if !a.detach {
-        install_forwarding();
+        oci_runtime::pty::forward_signals();
     }
     let receiver = console.as_ref().map(|c| c.receive());
     let pid = rt.exec(&a.id, &p, &opts)?;
     if a.detach {
         return Ok(0);
     }
-    forward_to(pid);
+    oci_runtime::pty::forward_to(pid, None);
     if let Some(r) = receiver {
         let master = r
             .join()
             .map_err(|_| CliError::Usage("console receiver panicked".into()))??;
-        let _raw = TerminalGuard::raw(&master);
-        copy_terminal(master);
+        proxy_terminal(pid, master);
     }
     Ok(oci_runtime::wait_pid(pid)?)
 }

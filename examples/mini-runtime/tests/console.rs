@@ -205,3 +205,54 @@ fn run_with_terminal_and_no_console_socket() {
     );
     assert!(rt.run(&["delete", "-f", &id]).status.success());
 }
+
+#[test]
+fn run_on_the_callers_terminal_gets_its_window_size_and_raw_mode_ends() {
+    if !root_or_skip("run_on_the_callers_terminal") {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sh", "-c", "stty size; echo done"]);
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let id = unique_id("runsize");
+    // mini-runtime's own terminal: a pty of 33 rows and 111 columns.
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 111,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .expect("openpty");
+    let before = nix::sys::termios::tcgetattr(&pty.slave).expect("tcgetattr");
+    let mut cmd = rt.cmd();
+    cmd.args(["run", "-b", b.path().to_str().unwrap_or_default(), &id])
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn mini-runtime");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    // Everything written to its terminal, read from our side of it.
+    let flags = nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match nix::unistd::read(&pty.master, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("33 111") && text.contains("done"), "{text:?}");
+    let after = nix::sys::termios::tcgetattr(&pty.slave).expect("tcgetattr");
+    assert_eq!(
+        after.local_flags, before.local_flags,
+        "the caller's terminal is restored from raw mode"
+    );
+}
