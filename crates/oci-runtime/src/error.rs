@@ -34,6 +34,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A container's monitor failed, or gave no answer.
+    #[error("monitor: {reason}")]
+    Monitor {
+        /// What went wrong.
+        reason: String,
+    },
     /// An image config (or the overrides given with it) cannot make a process.
     #[error("image config: {what}: {reason}")]
     ImageConfig {

@@ -38,6 +38,7 @@ mod error;
 mod exe;
 mod hooks;
 mod image_spec;
+pub mod monitor;
 mod plan;
 mod procfs;
 pub mod pty;

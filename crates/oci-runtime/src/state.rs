@@ -35,6 +35,10 @@ pub(crate) struct Saved {
     /// RFC 3339 time the exit status was recorded.
     #[serde(default)]
     pub exit_time: Option<String>,
+    /// Whether the kernel's OOM killer killed a process of the container
+    /// (recorded by its monitor).
+    #[serde(default)]
+    pub oom_killed: bool,
     /// Whether the container has its own pid namespace (so killing init kills all).
     pub own_pid_ns: bool,
     /// Whether the container shares the caller's mount namespace, so its mounts
@@ -263,6 +267,7 @@ mod tests {
             annotations: HashMap::new(),
             exit_status: None,
             exit_time: None,
+            oom_killed: false,
             own_pid_ns: true,
             shares_mount_ns: false,
             cgroups: None,

@@ -144,6 +144,7 @@ impl Runtime {
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             exit_status: None,
             exit_time: None,
+            oom_killed: false,
             own_pid_ns,
             shares_mount_ns: plan
                 .rootfs

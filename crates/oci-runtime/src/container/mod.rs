@@ -391,3 +391,30 @@ fn current_user() -> String {
         })
         .unwrap_or_else(|| uid.to_string())
 }
+
+/// A pidfd of container `s`'s init while it is the same process that was
+/// created, from any process (not only its parent).
+pub(crate) fn live_pidfd(rt: &Runtime, s: &crate::state::Saved) -> Result<Option<OwnedFd>> {
+    if s.pid <= 0 {
+        return Ok(None);
+    }
+    pidfd(&rt.proc_root, s.pid, s.start_time)
+}
+
+/// The OOM kills counted in container `id`'s memory cgroup, alive or not.
+pub(crate) fn oom_kills(rt: &Runtime, id: &str) -> Option<u64> {
+    let s = crate::state::read_unlocked(&rt.root, id).ok()?;
+    let cg = s.cgroups?;
+    let stats = cg.stats().ok()?;
+    Some(stats.memory?.oom?.oom_kill)
+}
+
+/// Records whether the OOM killer struck container `id`.
+pub(crate) fn record_oom(rt: &Runtime, id: &str, oom_killed: bool) -> Result<()> {
+    if let Ok(l) = rt.open(id) {
+        let mut s = l.load(id)?;
+        s.oom_killed = oom_killed;
+        l.save(&s)?;
+    }
+    Ok(())
+}

@@ -370,6 +370,7 @@ mod tests {
             annotations: HashMap::new(),
             exit_status: None,
             exit_time: None,
+            oom_killed: false,
             own_pid_ns: true,
             shares_mount_ns: false,
             cgroups,

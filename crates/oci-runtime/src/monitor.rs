@@ -1,0 +1,769 @@
+//! The per-container monitor: a small process, not a child of the host,
+//! that is the container init's parent, so a container outlives the host
+//! that created it (as conmon and containerd's shims do).
+//!
+//! [`Runtime::create_monitored`] starts the monitor binary (the crate's
+//! `oci-runtime-monitor`, or any binary whose `main` calls [`monitor_main`])
+//! and hands it the request on a pipe. The monitor forks once more and
+//! leaves its session, so it is reparented away from the host, creates the
+//! container with pipes (or a pty) for stdio, and answers with the pid.
+//! Then, until the container exits, it:
+//! - writes the container's output to the log file in the CRI format,
+//!   `<RFC 3339 nano> <stdout|stderr> <P|F> <text>`, a line longer than
+//!   [`MAX_LOG_LINE`] split in partial (`P`) pieces, and reopens the file on
+//!   SIGUSR1 (log rotation);
+//! - serves attach on `attach.sock` in the container's state dir (see
+//!   [`Attach`]): output to every client, stdin and resizes from them;
+//! - records the exit status, the exit time and whether the kernel's OOM
+//!   killer struck in the state, then exits.
+//!
+//! Nothing depends on the host once `create_monitored` returned: a host
+//! killed at any point and started again finds the container by its state
+//! dir, attaches, kills it, and reads its exit with [`Runtime::wait_exit`].
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio as ProcStdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::container::{CreateOptions, Runtime, Source, Stdio, Stream};
+use crate::error::{Error, Result, io_err};
+
+/// A log line longer than this is written in partial (`P`) pieces.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
+
+/// The attach socket's name in the container's state dir.
+pub const ATTACH_SOCKET: &str = "attach.sock";
+
+/// How a monitored container is made.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
+    /// The monitor binary (`oci-runtime-monitor`).
+    pub binary: PathBuf,
+    /// The CRI log file the container's output goes to.
+    pub log_path: PathBuf,
+    /// Whether the container gets a stdin (from attach clients); else `/dev/null`.
+    pub stdin: bool,
+    /// `no_pivot`, `no_new_keyring` (console sockets and pid files do not apply).
+    pub create: CreateOptions,
+}
+
+/// What the host sends the monitor.
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    root: PathBuf,
+    id: String,
+    bundle: Option<PathBuf>,
+    spec: Option<Box<oci_spec::runtime::Spec>>,
+    rootfs: Option<PathBuf>,
+    log_path: PathBuf,
+    stdin: bool,
+    no_pivot: bool,
+    no_new_keyring: bool,
+}
+
+/// What the monitor answers.
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Created { pid: i32 },
+    Failed { error: String },
+}
+
+/// How a container ended, as its monitor recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code, 128 + signal when killed.
+    pub code: i32,
+    /// RFC 3339 time it was recorded.
+    pub time: Option<String>,
+    /// Whether the kernel's OOM killer killed a process of the container.
+    pub oom_killed: bool,
+}
+
+impl Runtime {
+    /// Creates container `id` under a monitor of its own (see the module
+    /// docs); returns the init's pid. Start it with [`Runtime::start`].
+    pub fn create_monitored(
+        &self,
+        id: &str,
+        source: Source<'_>,
+        opts: &MonitorOptions,
+    ) -> Result<i32> {
+        crate::config::validate_id(id)?;
+        let (bundle, spec, rootfs) = match source {
+            Source::Bundle(b) => (
+                Some(std::path::absolute(b).map_err(io_err("resolving bundle", b))?),
+                None,
+                None,
+            ),
+            Source::Spec { spec, rootfs } => (None, Some(spec), Some(rootfs)),
+        };
+        let req = Request {
+            root: std::path::absolute(self.root()).map_err(io_err("resolving", self.root()))?,
+            id: id.to_string(),
+            bundle,
+            spec,
+            rootfs,
+            log_path: std::path::absolute(&opts.log_path)
+                .map_err(io_err("resolving", &opts.log_path))?,
+            stdin: opts.stdin,
+            no_pivot: opts.create.no_pivot,
+            no_new_keyring: opts.create.no_new_keyring,
+        };
+        let mut child = Command::new(&opts.binary)
+            .stdin(ProcStdio::piped())
+            .stdout(ProcStdio::piped())
+            .stderr(ProcStdio::null())
+            .spawn()
+            .map_err(io_err("starting the monitor", &opts.binary))?;
+        let body = serde_json::to_vec(&req).map_err(|e| Error::Sys {
+            operation: "encoding the monitor request",
+            source: std::io::Error::other(e),
+        })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A monitor that died early shows in the reply below.
+            let _ = stdin.write_all(&body);
+        }
+        let mut answer = Vec::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            let _ = stdout.read_to_end(&mut answer);
+        }
+        // The first monitor process exits as soon as it has forked the real one.
+        let _ = child.wait();
+        match serde_json::from_slice::<Reply>(&answer) {
+            Ok(Reply::Created { pid }) => Ok(pid),
+            Ok(Reply::Failed { error }) => Err(Error::Monitor { reason: error }),
+            Err(_) => Err(Error::Monitor {
+                reason: format!(
+                    "{} gave no answer ({} bytes); is it the monitor binary?",
+                    opts.binary.display(),
+                    answer.len()
+                ),
+            }),
+        }
+    }
+
+    /// Waits, from any process, until container `id` has exited and its
+    /// monitor recorded how, at most `timeout` (`None`: no limit).
+    pub fn wait_exit(&self, id: &str, timeout: Option<Duration>) -> Result<Exit> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let s = crate::state::read_unlocked(self.root(), id)?;
+        if let Some(fd) = crate::container::live_pidfd(self, &s)? {
+            let ms = deadline.map_or(-1, |d| {
+                d.saturating_duration_since(Instant::now()).as_millis() as i32
+            });
+            let mut pfd = [nix::poll::PollFd::new(
+                fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            loop {
+                match nix::poll::poll(
+                    &mut pfd,
+                    nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::NONE),
+                ) {
+                    Ok(0) => {
+                        return Err(Error::Monitor {
+                            reason: format!("container {id} still runs"),
+                        });
+                    }
+                    Ok(_) => break,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        return Err(Error::Sys {
+                            operation: "polling the init's pidfd",
+                            source: e.into(),
+                        });
+                    }
+                }
+            }
+        }
+        // The monitor records the exit right after the init is reaped.
+        let give_up = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+        loop {
+            let s = crate::state::read_unlocked(self.root(), id)?;
+            if let Some(code) = s.exit_status {
+                return Ok(Exit {
+                    code,
+                    time: s.exit_time,
+                    oom_killed: s.oom_killed,
+                });
+            }
+            if Instant::now() >= give_up {
+                return Err(Error::Monitor {
+                    reason: format!(
+                        "container {id} exited but no monitor recorded its exit status"
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Connects to container `id`'s monitor for its stdio.
+    pub fn attach(&self, id: &str) -> Result<Attach> {
+        let path = self.root().join(id).join(ATTACH_SOCKET);
+        let s = UnixStream::connect(&path).map_err(io_err("connecting to the monitor", &path))?;
+        Ok(Attach { stream: s })
+    }
+}
+
+/// One message between the monitor and an attach client: a kind byte, a
+/// big-endian 32-bit length, the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Client → monitor: bytes for the container's stdin.
+    Stdin(Vec<u8>),
+    /// Client → monitor: close the container's stdin.
+    CloseStdin,
+    /// Client → monitor: the terminal's new size (rows, columns).
+    Resize(u16, u16),
+    /// Monitor → client: container output on stdout (or its pty).
+    Stdout(Vec<u8>),
+    /// Monitor → client: container output on stderr.
+    Stderr(Vec<u8>),
+    /// Monitor → client: the container exited with this code; the last frame.
+    Exit(i32),
+}
+
+impl Frame {
+    fn encode(&self) -> Vec<u8> {
+        let (kind, body): (u8, Vec<u8>) = match self {
+            Frame::Stdin(b) => (0, b.clone()),
+            Frame::CloseStdin => (1, Vec::new()),
+            Frame::Resize(r, c) => (2, [r.to_be_bytes(), c.to_be_bytes()].concat()),
+            Frame::Stdout(b) => (3, b.clone()),
+            Frame::Stderr(b) => (4, b.clone()),
+            Frame::Exit(code) => (5, code.to_be_bytes().to_vec()),
+        };
+        let mut out = Vec::with_capacity(5 + body.len());
+        out.push(kind);
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes one frame from the front of `buf`: the frame and its length,
+    /// `Ok(None)` when `buf` holds only part of one.
+    fn decode(buf: &[u8]) -> std::result::Result<Option<(Frame, usize)>, String> {
+        if buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if len > 1 << 20 {
+            return Err(format!("a frame of {len} bytes"));
+        }
+        if buf.len() < 5 + len {
+            return Ok(None);
+        }
+        let body = &buf[5..5 + len];
+        let frame = match (buf[0], len) {
+            (0, _) => Frame::Stdin(body.to_vec()),
+            (1, 0) => Frame::CloseStdin,
+            (2, 4) => Frame::Resize(
+                u16::from_be_bytes([body[0], body[1]]),
+                u16::from_be_bytes([body[2], body[3]]),
+            ),
+            (3, _) => Frame::Stdout(body.to_vec()),
+            (4, _) => Frame::Stderr(body.to_vec()),
+            (5, 4) => Frame::Exit(i32::from_be_bytes([body[0], body[1], body[2], body[3]])),
+            (k, n) => return Err(format!("frame kind {k} with {n} bytes")),
+        };
+        Ok(Some((frame, 5 + len)))
+    }
+}
+
+/// A client of a container's monitor.
+#[derive(Debug)]
+pub struct Attach {
+    stream: UnixStream,
+}
+
+impl Attach {
+    /// Sends one frame (stdin, its end, or a resize).
+    pub fn send(&mut self, f: &Frame) -> Result<()> {
+        self.stream
+            .write_all(&f.encode())
+            .map_err(io_err("writing to the monitor", ATTACH_SOCKET))
+    }
+
+    /// The next frame from the monitor; `None` once it closed the connection.
+    pub fn recv(&mut self) -> Result<Option<Frame>> {
+        let mut head = [0u8; 5];
+        match self.stream.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(io_err("reading from the monitor", ATTACH_SOCKET)(e)),
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut buf = head.to_vec();
+        buf.resize(5 + len.min(1 << 20), 0);
+        self.stream
+            .read_exact(&mut buf[5..])
+            .map_err(io_err("reading from the monitor", ATTACH_SOCKET))?;
+        match Frame::decode(&buf) {
+            Ok(Some((f, _))) => Ok(Some(f)),
+            Ok(None) | Err(_) => Err(Error::Monitor {
+                reason: "a malformed frame from the monitor".into(),
+            }),
+        }
+    }
+}
+
+/// The monitor's `main`: reads the request on stdin, answers on stdout.
+/// Call it from a binary's `main` (the crate's `oci-runtime-monitor` does).
+pub fn monitor_main() -> ! {
+    let mut body = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut body);
+    let req: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            reply(&Reply::Failed {
+                error: format!("a malformed request: {e}"),
+            });
+            std::process::exit(2);
+        }
+    };
+    // Fork once more and leave the session: the process the host started
+    // exits now, so the monitor is nobody's child but init's (or a
+    // subreaper's), and a host's death or signals to its group do not reach it.
+    // SAFETY: single-threaded here (nothing has started a thread), so the
+    // child may go on running Rust code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            reply(&Reply::Failed {
+                error: format!("fork: {e}"),
+            });
+            std::process::exit(1);
+        }
+    }
+    let _ = nix::unistd::setsid();
+    let code = match run_monitor(req) {
+        Ok(()) => 0,
+        Err(e) => {
+            reply(&Reply::Failed {
+                error: e.to_string(),
+            });
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn reply(r: &Reply) {
+    let mut out = std::io::stdout();
+    let _ = serde_json::to_writer(&mut out, r);
+    let _ = out.flush();
+}
+
+static REOPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    REOPEN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Output of one stream on its way to the log: the partial line so far.
+struct LogStream {
+    name: &'static str,
+    fd: Option<OwnedFd>,
+    partial: Vec<u8>,
+}
+
+fn open_log(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err("opening the container log", path))
+}
+
+fn log_line(log: &mut std::fs::File, stream: &str, tag: char, text: &[u8]) {
+    let mut line = format!(
+        "{} {stream} {tag} ",
+        crate::state::rfc3339(std::time::SystemTime::now())
+    )
+    .into_bytes();
+    line.extend_from_slice(text);
+    line.push(b'\n');
+    let _ = log.write_all(&line);
+}
+
+impl LogStream {
+    /// Logs the complete lines of `data`, keeping the rest; a line past
+    /// [`MAX_LOG_LINE`] goes out in partial pieces.
+    fn feed(&mut self, log: &mut std::fs::File, data: &[u8]) {
+        self.partial.extend_from_slice(data);
+        while let Some(nl) = self.partial.iter().position(|&b| b == b'\n') {
+            let rest = self.partial.split_off(nl + 1);
+            let mut line = std::mem::replace(&mut self.partial, rest);
+            line.pop();
+            for (i, chunk) in line.chunks(MAX_LOG_LINE).enumerate() {
+                let last = (i + 1) * MAX_LOG_LINE >= line.len();
+                log_line(log, self.name, if last { 'F' } else { 'P' }, chunk);
+            }
+            if line.is_empty() {
+                log_line(log, self.name, 'F', b"");
+            }
+        }
+        while self.partial.len() >= MAX_LOG_LINE {
+            let rest = self.partial.split_off(MAX_LOG_LINE);
+            let piece = std::mem::replace(&mut self.partial, rest);
+            log_line(log, self.name, 'P', &piece);
+        }
+    }
+
+    /// At the end of the stream: what is left is a last, complete line.
+    fn finish(&mut self, log: &mut std::fs::File) {
+        if !self.partial.is_empty() {
+            let piece = std::mem::take(&mut self.partial);
+            log_line(log, self.name, 'F', &piece);
+        }
+    }
+}
+
+fn run_monitor(req: Request) -> Result<()> {
+    let rt = Runtime::new(&req.root);
+    let opts = CreateOptions {
+        no_pivot: req.no_pivot,
+        no_new_keyring: req.no_new_keyring,
+        ..CreateOptions::default()
+    };
+    let mut log = open_log(&req.log_path)?;
+    let source = match (&req.bundle, req.spec, req.rootfs) {
+        (Some(b), _, _) => Source::Bundle(b),
+        (None, Some(spec), Some(rootfs)) => Source::Spec { spec, rootfs },
+        _ => {
+            return Err(Error::Monitor {
+                reason: "the request names neither a bundle nor a spec and rootfs".into(),
+            });
+        }
+    };
+    let stdio = Stdio {
+        stdin: if req.stdin {
+            Stream::Pipe
+        } else {
+            Stream::Null
+        },
+        stdout: Stream::Pipe,
+        stderr: Stream::Pipe,
+    };
+    // With a terminal the pty is all three; create refuses streams then.
+    let terminal = match &source {
+        Source::Spec { spec, .. } => spec.process().as_ref().and_then(|p| p.terminal()),
+        Source::Bundle(b) => crate::config::Bundle::load(b)
+            .ok()
+            .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal())),
+    }
+    .unwrap_or(false);
+    let stdio = if terminal { Stdio::default() } else { stdio };
+    let mut c = rt.create_container(&req.id, source, &opts, stdio)?;
+    let oom_before = crate::container::oom_kills(&rt, &req.id).unwrap_or(0);
+
+    let sock_path = req.root.join(&req.id).join(ATTACH_SOCKET);
+    let listener = match UnixListener::bind(&sock_path) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = rt.delete(&req.id, true);
+            return Err(io_err("binding the attach socket", &sock_path)(e));
+        }
+    };
+    let _ = listener.set_nonblocking(true);
+    reply(&Reply::Created { pid: c.pid });
+    // From here on nothing of the host's: stdio to /dev/null.
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: replacing our own stdio with /dev/null.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    // SAFETY: the handler only stores to an atomic.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGUSR1,
+            nix::sys::signal::SigHandler::Handler(on_usr1),
+        )
+    };
+
+    let master = c.pty_master.take();
+    let mut stdin: Option<OwnedFd> = match (&master, c.stdin.take()) {
+        (Some(m), _) => m.try_clone().ok(),
+        (None, s) => s.map(OwnedFd::from),
+    };
+    let mut streams = [
+        LogStream {
+            name: "stdout",
+            fd: master
+                .as_ref()
+                .and_then(|m| m.try_clone().ok())
+                .or_else(|| c.stdout.take().map(OwnedFd::from)),
+            partial: Vec::new(),
+        },
+        LogStream {
+            name: "stderr",
+            fd: c.stderr.take().map(OwnedFd::from),
+            partial: Vec::new(),
+        },
+    ];
+    let mut clients: Vec<(UnixStream, Vec<u8>)> = Vec::new();
+    let mut exited = false;
+    loop {
+        if REOPEN.swap(false, std::sync::atomic::Ordering::SeqCst)
+            && let Ok(l) = open_log(&req.log_path)
+        {
+            log = l;
+        }
+        let mut fds: Vec<nix::poll::PollFd<'_>> = Vec::new();
+        let ev = nix::poll::PollFlags::POLLIN;
+        for s in &streams {
+            if let Some(fd) = &s.fd {
+                fds.push(nix::poll::PollFd::new(fd.as_fd(), ev));
+            }
+        }
+        let n_streams = fds.len();
+        if !exited {
+            fds.push(nix::poll::PollFd::new(c.pidfd.as_fd(), ev));
+        }
+        fds.push(nix::poll::PollFd::new(listener.as_fd(), ev));
+        for (cl, _) in &clients {
+            fds.push(nix::poll::PollFd::new(cl.as_fd(), ev));
+        }
+        if exited && n_streams == 0 {
+            break;
+        }
+        let timeout = if exited { 200u16 } else { 1000 };
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                return Err(Error::Sys {
+                    operation: "poll in the monitor",
+                    source: e.into(),
+                });
+            }
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        // Output.
+        let mut k = 0;
+        for s in streams.iter_mut() {
+            let Some(fd) = &s.fd else { continue };
+            let is_ready = ready[k];
+            k += 1;
+            if !is_ready {
+                continue;
+            }
+            let mut buf = [0u8; 8192];
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(n) if n > 0 => {
+                    s.feed(&mut log, &buf[..n]);
+                    let frame = if s.name == "stdout" {
+                        Frame::Stdout(buf[..n].to_vec())
+                    } else {
+                        Frame::Stderr(buf[..n].to_vec())
+                    };
+                    let bytes = frame.encode();
+                    clients.retain_mut(|(cl, _)| cl.write_all(&bytes).is_ok());
+                }
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                // EOF, or EIO on a pty whose last slave closed.
+                _ => {
+                    s.finish(&mut log);
+                    s.fd = None;
+                }
+            }
+        }
+        if !exited {
+            if ready[k] {
+                exited = true;
+                // Output written before the exit is in the pipes: read what is
+                // there, then stop (a process left outside a pid namespace may
+                // hold them open for ever).
+                for s in streams.iter_mut() {
+                    set_nonblocking(s.fd.as_ref().map(|f| f.as_fd()));
+                    while let Some(fd) = &s.fd {
+                        let mut buf = [0u8; 8192];
+                        match nix::unistd::read(fd, &mut buf) {
+                            Ok(n) if n > 0 => {
+                                s.feed(&mut log, &buf[..n]);
+                                let bytes = if s.name == "stdout" {
+                                    Frame::Stdout(buf[..n].to_vec())
+                                } else {
+                                    Frame::Stderr(buf[..n].to_vec())
+                                }
+                                .encode();
+                                clients.retain_mut(|(cl, _)| cl.write_all(&bytes).is_ok());
+                            }
+                            Err(nix::errno::Errno::EINTR) => {}
+                            _ => {
+                                s.finish(&mut log);
+                                s.fd = None;
+                            }
+                        }
+                    }
+                }
+            }
+            k += 1;
+        }
+        // New clients.
+        if ready[k] {
+            while let Ok((cl, _)) = listener.accept() {
+                let _ = cl.set_nonblocking(true);
+                clients.push((cl, Vec::new()));
+            }
+        }
+        k += 1;
+        // Client input.
+        let mut gone = Vec::new();
+        for (i, (cl, buf)) in clients.iter_mut().enumerate() {
+            if !ready.get(k + i).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut tmp = [0u8; 8192];
+            match cl.read(&mut tmp) {
+                Ok(0) => gone.push(i),
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => gone.push(i),
+            }
+            loop {
+                match Frame::decode(buf) {
+                    Ok(Some((f, used))) => {
+                        buf.drain(..used);
+                        match f {
+                            Frame::Stdin(data) => {
+                                if let Some(fd) = &stdin {
+                                    write_all_fd(fd.as_fd(), &data);
+                                }
+                            }
+                            Frame::CloseStdin if master.is_none() => stdin = None,
+                            Frame::Resize(r, col) => {
+                                if let Some(m) = &master {
+                                    let _ = crate::pty::set_window_size(m, r, col);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        gone.push(i);
+                        break;
+                    }
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            if i < clients.len() {
+                clients.remove(i);
+            }
+        }
+    }
+    drop(stdin);
+    let code = rt.wait_container(&c)?;
+    let oom = crate::container::oom_kills(&rt, &req.id).unwrap_or(0) > oom_before;
+    crate::container::record_oom(&rt, &req.id, oom)?;
+    let bytes = Frame::Exit(code).encode();
+    for (mut cl, _) in clients {
+        let _ = cl.write_all(&bytes);
+    }
+    let _ = std::fs::remove_file(&sock_path);
+    Ok(())
+}
+
+/// Writes all of `data` to `fd`, giving up on an error (the reader is gone).
+fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) if n > 0 => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            _ => return,
+        }
+    }
+}
+
+fn set_nonblocking(fd: Option<BorrowedFd<'_>>) {
+    if let Some(fd) = fd
+        && let Ok(flags) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+    {
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_bad_ones_are_refused() {
+        for f in [
+            Frame::Stdin(b"abc".to_vec()),
+            Frame::CloseStdin,
+            Frame::Resize(24, 80),
+            Frame::Stdout(Vec::new()),
+            Frame::Stderr(vec![0; 70_000]),
+            Frame::Exit(137),
+        ] {
+            let bytes = f.encode();
+            assert_eq!(Frame::decode(&bytes), Ok(Some((f.clone(), bytes.len()))));
+            assert_eq!(Frame::decode(&bytes[..bytes.len() - 1]), Ok(None));
+        }
+        assert!(Frame::decode(&[9, 0, 0, 0, 0]).is_err());
+        assert!(Frame::decode(&[2, 0, 0, 0, 1, 0]).is_err());
+        assert!(Frame::decode(&[0, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn cri_log_lines_partial_and_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut log = open_log(&path).unwrap();
+        let mut s = LogStream {
+            name: "stdout",
+            fd: None,
+            partial: Vec::new(),
+        };
+        s.feed(&mut log, b"one\ntw");
+        s.feed(&mut log, b"o\n\n");
+        s.feed(&mut log, &vec![b'x'; MAX_LOG_LINE + 10]);
+        s.feed(&mut log, b"\nlast");
+        s.finish(&mut log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<(&str, &str, &str)> = text
+            .lines()
+            .map(|l| {
+                let mut it = l.splitn(4, ' ');
+                let ts = it.next().unwrap();
+                assert!(ts.ends_with('Z') && ts.len() == 30, "{ts}");
+                (
+                    it.next().unwrap(),
+                    it.next().unwrap(),
+                    it.next().unwrap_or(""),
+                )
+            })
+            .collect();
+        let x = "x".repeat(MAX_LOG_LINE);
+        assert_eq!(
+            lines,
+            vec![
+                ("stdout", "F", "one"),
+                ("stdout", "F", "two"),
+                ("stdout", "F", ""),
+                ("stdout", "P", x.as_str()),
+                ("stdout", "F", "xxxxxxxxxx"),
+                ("stdout", "F", "last"),
+            ]
+        );
+    }
+}

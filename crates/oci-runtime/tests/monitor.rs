@@ -1,0 +1,315 @@
+//! Monitored containers: output to a CRI log, attach, exit status and OOM
+//! recorded by the monitor, and a host killed with SIGKILL at many points
+//! while a new host takes over.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use oci_runtime::monitor::{Frame, MonitorOptions};
+use oci_runtime::{CreateOptions, Runtime, Source};
+use oci_spec::runtime::Spec;
+
+const MONITOR: &str = env!("CARGO_BIN_EXE_oci-runtime-monitor");
+
+fn rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    if root.exists() {
+        return root;
+    }
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
+    for l in ["sh", "cat", "sleep", "echo", "head", "tr", "seq"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(l)).unwrap();
+    }
+    root
+}
+
+fn spec(script: &str) -> Box<Spec> {
+    let mut s = Spec::default();
+    let mut p = s.process().clone().unwrap_or_default();
+    p.set_args(Some(vec!["sh".into(), "-c".into(), script.into()]));
+    p.set_terminal(Some(false));
+    p.set_env(Some(vec!["PATH=/bin".into()]));
+    s.set_process(Some(p));
+    Box::new(s)
+}
+
+fn opts(log: PathBuf, stdin: bool) -> MonitorOptions {
+    MonitorOptions {
+        binary: MONITOR.into(),
+        log_path: log,
+        stdin,
+        create: CreateOptions::default(),
+    }
+}
+
+/// The log's lines as (stream, tag, text), checking the timestamp's form.
+fn log_lines(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut it = l.splitn(4, ' ');
+            let ts = it.next().unwrap_or_default();
+            assert!(
+                ts.len() == 30 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+                "{l:?}"
+            );
+            let f = |x: Option<&str>| x.unwrap_or_default().to_string();
+            (f(it.next()), f(it.next()), f(it.next()))
+        })
+        .collect()
+}
+
+#[test]
+fn output_goes_to_the_cri_log_and_attach_and_the_monitor_records_the_exit() {
+    if !common::root_or_skip("monitor_output_and_attach") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(dir.path().join("state"));
+    let id = format!("mon-{}", std::process::id());
+    let log = dir.path().join("ctr.log");
+    let script = "echo one; echo two >&2; read x; echo got-$x; exit 3";
+    let pid = rt
+        .create_monitored(
+            &id,
+            Source::Spec {
+                spec: spec(script),
+                rootfs: rootfs(dir.path()),
+            },
+            &opts(log.clone(), true),
+        )
+        .unwrap();
+    assert!(pid > 0);
+    // The init is the monitor's child, not ours.
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = ppid
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(ppid, std::process::id() as i32);
+    let status = std::fs::read_to_string(format!("/proc/{ppid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: ?");
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ?");
+    eprintln!("monitor {ppid}: {rss}, {hwm}");
+
+    let mut a = rt.attach(&id).unwrap();
+    rt.start(&id).unwrap();
+    a.send(&Frame::Stdin(b"hello\n".to_vec())).unwrap();
+    let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+    while let Some(f) = a.recv().unwrap() {
+        match f {
+            Frame::Stdout(b) => out.extend(b),
+            Frame::Stderr(b) => err.extend(b),
+            Frame::Exit(c) => code = Some(c),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&out), "one\ngot-hello\n");
+    assert_eq!(String::from_utf8_lossy(&err), "two\n");
+    assert_eq!(code, Some(3));
+    let exit = rt.wait_exit(&id, Some(Duration::from_secs(30))).unwrap();
+    assert_eq!((exit.code, exit.oom_killed), (3, false));
+    assert!(exit.time.is_some());
+    let mut lines = log_lines(&log);
+    lines.sort();
+    let want = |s: &str, t: &str| (s.to_string(), "F".to_string(), t.to_string());
+    assert_eq!(
+        lines,
+        vec![
+            want("stderr", "two"),
+            want("stdout", "got-hello"),
+            want("stdout", "one")
+        ]
+    );
+    rt.delete(&id, false).unwrap();
+}
+
+#[test]
+fn the_monitor_records_an_oom_kill() {
+    if !common::root_or_skip("monitor_oom") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(dir.path().join("state"));
+    let id = format!("oom-{}", std::process::id());
+    let mut s = spec("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived");
+    let mut linux = s.linux().clone().unwrap_or_default();
+    let mut res = linux.resources().clone().unwrap_or_default();
+    let mut mem = oci_spec::runtime::LinuxMemory::default();
+    mem.set_limit(Some(16 << 20));
+    mem.set_swap(Some(16 << 20));
+    res.set_memory(Some(mem));
+    linux.set_resources(Some(res));
+    s.set_linux(Some(linux));
+    rt.create_monitored(
+        &id,
+        Source::Spec {
+            spec: s,
+            rootfs: rootfs(dir.path()),
+        },
+        &opts(dir.path().join("oom.log"), false),
+    )
+    .unwrap();
+    rt.start(&id).unwrap();
+    let exit = rt.wait_exit(&id, Some(Duration::from_secs(60))).unwrap();
+    assert!(exit.oom_killed, "{exit:?}");
+    assert_ne!(exit.code, 0, "{exit:?}");
+    rt.delete(&id, true).unwrap();
+}
+
+/// The host of `host_killed_at_many_points`: creates and starts one
+/// monitored container, printing each step, until it is killed.
+#[test]
+fn host_role() {
+    let Ok(root) = std::env::var("MONITOR_TEST_HOST_ROOT") else {
+        return;
+    };
+    let id = std::env::var("MONITOR_TEST_HOST_ID").unwrap();
+    let dir = PathBuf::from(std::env::var("MONITOR_TEST_HOST_DIR").unwrap());
+    let rt = Runtime::new(&root);
+    println!("creating");
+    let script = "for i in $(seq 1 200); do echo line-$i; done; sleep 60";
+    rt.create_monitored(
+        &id,
+        Source::Spec {
+            spec: spec(script),
+            rootfs: dir.join("rootfs"),
+        },
+        &opts(dir.join(format!("{id}.log")), false),
+    )
+    .unwrap();
+    println!("created");
+    rt.start(&id).unwrap();
+    println!("started");
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn host_killed_at_many_points_leaves_containers_a_new_host_can_manage() {
+    if !common::root_or_skip("host_killed_at_many_points") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    rootfs(dir.path());
+    let root = dir.path().join("state");
+    let rt = Runtime::new(&root);
+    let mut seen = [0usize; 3];
+    for round in 0..20u64 {
+        let id = format!("kill9-{}-{round}", std::process::id());
+        let mut host = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "host_role", "--nocapture", "--test-threads=1"])
+            .env("MONITOR_TEST_HOST_ROOT", &root)
+            .env("MONITOR_TEST_HOST_ID", &id)
+            .env("MONITOR_TEST_HOST_DIR", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill it at a different point each round: after a step it printed,
+        // plus a delay that grows with the round.
+        let wait_for = ["creating", "created", "started"][(round % 3) as usize];
+        let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
+        for l in lines.by_ref() {
+            // libtest may put "test host_role ... " before the first one.
+            if l.unwrap_or_default().trim().ends_with(wait_for) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(round * 3));
+        let _ = host.kill();
+        let _ = host.wait();
+
+        // The new host: whatever it finds, it can manage completely.
+        let found = rt.list().unwrap().into_iter().find(|c| c.state.id() == &id);
+        let Some(info) = found else {
+            // Killed before the monitor took the request: nothing was made.
+            seen[0] += 1;
+            continue;
+        };
+        // A create still in flight in the monitor finishes by itself.
+        let mut status = info.state.status().to_string();
+        for _ in 0..500 {
+            if status != "creating" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            status = rt.state(&id).unwrap().state.status().to_string();
+        }
+        if status == "created" {
+            rt.start(&id).unwrap();
+            seen[1] += 1;
+        } else {
+            seen[2] += 1;
+        }
+        let mut a = None;
+        for _ in 0..500 {
+            if let Ok(c) = rt.attach(&id) {
+                a = Some(c);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut a = a.unwrap_or_else(|| {
+            let ps = Command::new("ps")
+                .args(["-eo", "pid,ppid,stat,args"])
+                .output()
+                .unwrap();
+            panic!(
+                "round {round} ({wait_for}): no monitor to attach to; status {status}; {:?}\n{}",
+                rt.state(&id),
+                String::from_utf8_lossy(&ps.stdout)
+            )
+        });
+        // The log fills up with all 200 lines, then the container sleeps.
+        let log = dir.path().join(format!("{id}.log"));
+        for _ in 0..1000 {
+            if log_lines(&log).len() >= 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let lines = log_lines(&log);
+        let texts: Vec<&str> = lines.iter().map(|(_, _, t)| t.as_str()).collect();
+        let want: Vec<String> = (1..=200).map(|i| format!("line-{i}")).collect();
+        assert_eq!(texts, want, "round {round}: the log");
+        rt.kill(&id, libc::SIGKILL, false).unwrap();
+        let exit = rt.wait_exit(&id, Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(exit.code, 128 + libc::SIGKILL, "round {round}");
+        // The attached client gets the exit too.
+        let mut code = None;
+        while let Ok(Some(f)) = a.recv() {
+            if let Frame::Exit(c) = f {
+                code = Some(c);
+            }
+        }
+        assert_eq!(code, Some(137), "round {round}");
+        rt.delete(&id, false).unwrap();
+    }
+    // Nothing half-made is left, and the rounds saw the kill land both
+    // before and after the container existed.
+    assert_eq!(std::fs::read_dir(&root).map(|d| d.count()).unwrap_or(0), 0);
+    assert!(seen[1] + seen[2] > 0, "{seen:?}");
+    eprintln!(
+        "{} rounds found nothing made, {} a created container, {} a running one",
+        seen[0], seen[1], seen[2]
+    );
+}
