@@ -554,6 +554,11 @@ fn run_monitor(req: Request) -> Result<()> {
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        // New clients first, before any output they should see goes out.
+        while let Ok((cl, _)) = listener.accept() {
+            let _ = cl.set_nonblocking(true);
+            clients.push((cl, Vec::new()));
+        }
         // Output.
         let mut k = 0;
         for s in streams.iter_mut() {
@@ -615,13 +620,7 @@ fn run_monitor(req: Request) -> Result<()> {
             }
             k += 1;
         }
-        // New clients.
-        if ready[k] {
-            while let Ok((cl, _)) = listener.accept() {
-                let _ = cl.set_nonblocking(true);
-                clients.push((cl, Vec::new()));
-            }
-        }
+        // (The listener's slot: its clients were taken above.)
         k += 1;
         // Client input.
         let mut gone = Vec::new();
@@ -670,9 +669,9 @@ fn run_monitor(req: Request) -> Result<()> {
         }
     }
     drop(stdin);
-    let code = rt.wait_container(&c)?;
+    let code = rt.reap(&c)?;
     let oom = crate::container::oom_kills(&rt, &req.id).unwrap_or(0) > oom_before;
-    crate::container::record_oom(&rt, &req.id, oom)?;
+    rt.record_exit(&req.id, code, Some(oom))?;
     let bytes = Frame::Exit(code).encode();
     for (mut cl, _) in clients {
         let _ = cl.write_all(&bytes);

@@ -171,7 +171,17 @@ fn the_monitor_records_an_oom_kill() {
     .unwrap();
     rt.start(&id).unwrap();
     let exit = rt.wait_exit(&id, Some(Duration::from_secs(60))).unwrap();
-    assert!(exit.oom_killed, "{exit:?}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let mem = state["cgroups"]["v1"]["memory"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ctl =
+        std::fs::read_to_string(Path::new(&mem).join("memory.oom_control")).unwrap_or_default();
+    assert!(exit.oom_killed, "{exit:?} {mem} {ctl:?}");
     assert_ne!(exit.code, 0, "{exit:?}");
     rt.delete(&id, true).unwrap();
 }

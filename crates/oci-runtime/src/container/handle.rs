@@ -177,16 +177,26 @@ impl Runtime {
     /// init's parent) can wait. Returns the exit code, 128 + signal when killed.
     pub fn wait_container(&self, c: &Container) -> Result<i32> {
         let code = wait_pidfd(c.pidfd.as_fd())?;
-        self.record_exit(&c.id, code)?;
+        self.record_exit(&c.id, code, None)?;
         Ok(code)
     }
 
-    /// Records that container `id` exited with `code`, now.
-    pub(crate) fn record_exit(&self, id: &str, code: i32) -> Result<()> {
+    /// Waits for `c`'s init like [`Runtime::wait_container`], without
+    /// recording anything.
+    pub(crate) fn reap(&self, c: &Container) -> Result<i32> {
+        wait_pidfd(c.pidfd.as_fd())
+    }
+
+    /// Records that container `id` exited with `code`, now, and whether the
+    /// OOM killer struck (when known), in one write of its state.
+    pub(crate) fn record_exit(&self, id: &str, code: i32, oom_killed: Option<bool>) -> Result<()> {
         if let Ok(l) = self.open(id) {
             let mut s = l.load(id)?;
             s.exit_status = Some(code);
             s.exit_time = Some(rfc3339(std::time::SystemTime::now()));
+            if let Some(o) = oom_killed {
+                s.oom_killed = o;
+            }
             l.save(&s)?;
         }
         Ok(())

@@ -223,7 +223,7 @@ impl Runtime {
             l.load(id)?.pid
         };
         let code = wait_pid(pid)?;
-        self.record_exit(id, code)?;
+        self.record_exit(id, code, None)?;
         Ok(code)
     }
 }
@@ -407,14 +407,4 @@ pub(crate) fn oom_kills(rt: &Runtime, id: &str) -> Option<u64> {
     let cg = s.cgroups?;
     let stats = cg.stats().ok()?;
     Some(stats.memory?.oom?.oom_kill)
-}
-
-/// Records whether the OOM killer struck container `id`.
-pub(crate) fn record_oom(rt: &Runtime, id: &str, oom_killed: bool) -> Result<()> {
-    if let Ok(l) = rt.open(id) {
-        let mut s = l.load(id)?;
-        s.oom_killed = oom_killed;
-        l.save(&s)?;
-    }
-    Ok(())
 }
