@@ -181,8 +181,10 @@ impl Runtime {
                 }
             }
         }
-        // The monitor records the exit right after the init is reaped.
+        // The monitor records the exit right after the init is reaped: a
+        // short while, so look again soon at first, then less often.
         let give_up = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+        let mut pause = Duration::from_micros(50);
         loop {
             let s = crate::state::read_unlocked(self.root(), id)?;
             if let Some(code) = s.exit_status {
@@ -199,7 +201,8 @@ impl Runtime {
                     ),
                 });
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
 
