@@ -49,6 +49,45 @@ fn opts(log: PathBuf, stdin: bool) -> MonitorOptions {
     }
 }
 
+/// Force-deletes the containers it names when dropped, so that a failing
+/// test leaves no container (and so no monitor) behind.
+struct Cleanup<'a> {
+    rt: &'a Runtime,
+    ids: Vec<String>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.rt.delete(id, true);
+        }
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in ticks since boot.
+fn start_ticks(stat: &str) -> u64 {
+    stat.rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(19))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether a process of the monitor binary started at or after `since`
+/// (ticks since boot) still runs: one the round's host started.
+fn monitor_running(since: u64) -> bool {
+    let me = std::fs::canonicalize(MONITOR).unwrap_or_else(|_| MONITOR.into());
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_link(e.path().join("exe")).is_ok_and(|x| x == me)
+                && std::fs::read_to_string(e.path().join("stat"))
+                    .is_ok_and(|st| start_ticks(&st) >= since)
+        })
+}
+
 /// The log's lines as (stream, tag, text), checking the timestamp's form.
 fn log_lines(path: &Path) -> Vec<(String, String, String)> {
     std::fs::read_to_string(path)
@@ -75,6 +114,10 @@ fn output_goes_to_the_cri_log_and_attach_and_the_monitor_records_the_exit() {
     let dir = tempfile::tempdir().unwrap();
     let rt = Runtime::new(dir.path().join("state"));
     let id = format!("mon-{}", std::process::id());
+    let _cleanup = Cleanup {
+        rt: &rt,
+        ids: vec![id.clone()],
+    };
     let log = dir.path().join("ctr.log");
     let script = "echo one; echo two >&2; read x; echo got-$x; exit 3";
     let pid = rt
@@ -151,6 +194,10 @@ fn the_monitor_records_an_oom_kill() {
     let dir = tempfile::tempdir().unwrap();
     let rt = Runtime::new(dir.path().join("state"));
     let id = format!("oom-{}", std::process::id());
+    let _cleanup = Cleanup {
+        rt: &rt,
+        ids: vec![id.clone()],
+    };
     let mut s = spec("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived");
     let mut linux = s.linux().clone().unwrap_or_default();
     let mut res = linux.resources().clone().unwrap_or_default();
@@ -225,6 +272,10 @@ fn host_killed_at_many_points_leaves_containers_a_new_host_can_manage() {
     let mut seen = [0usize; 3];
     for round in 0..20u64 {
         let id = format!("kill9-{}-{round}", std::process::id());
+        let _cleanup = Cleanup {
+            rt: &rt,
+            ids: vec![id.clone()],
+        };
         let mut host = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "host_role", "--nocapture", "--test-threads=1"])
             .env("MONITOR_TEST_HOST_ROOT", &root)
@@ -236,6 +287,9 @@ fn host_killed_at_many_points_leaves_containers_a_new_host_can_manage() {
             .unwrap();
         // Kill it at a different point each round: after a step it printed,
         // plus a delay that grows with the round.
+        let host_started = start_ticks(
+            &std::fs::read_to_string(format!("/proc/{}/stat", host.id())).unwrap_or_default(),
+        );
         let wait_for = ["creating", "created", "started"][(round % 3) as usize];
         let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
         for l in lines.by_ref() {
@@ -248,8 +302,20 @@ fn host_killed_at_many_points_leaves_containers_a_new_host_can_manage() {
         let _ = host.kill();
         let _ = host.wait();
 
-        // The new host: whatever it finds, it can manage completely.
-        let found = rt.list().unwrap().into_iter().find(|c| c.state.id() == &id);
+        // The new host: whatever it finds, it can manage completely. A
+        // monitor that got the request may still be making the container:
+        // it shows up, or no monitor is left.
+        let mut found = None;
+        for _ in 0..1000 {
+            found = rt.list().unwrap().into_iter().find(|c| c.state.id() == &id);
+            if found.is_some() || !monitor_running(host_started) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if found.is_none() {
+            found = rt.list().unwrap().into_iter().find(|c| c.state.id() == &id);
+        }
         let Some(info) = found else {
             // Killed before the monitor took the request: nothing was made.
             seen[0] += 1;
@@ -265,7 +331,24 @@ fn host_killed_at_many_points_leaves_containers_a_new_host_can_manage() {
             status = rt.state(&id).unwrap().state.status().to_string();
         }
         if status == "created" {
-            rt.start(&id).unwrap();
+            if let Err(e) = rt.start(&id) {
+                let st =
+                    std::fs::read_to_string(root.join(&id).join("state.json")).unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_str(&st).unwrap_or_default();
+                let pid = v["pid"].as_i64().unwrap_or(0);
+                let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| format!("{:?}", std::fs::read_link(e.path())))
+                    .collect();
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                panic!(
+                    "round {round}: start: {e}\nstate {st}\nfds {fds:?}\n{}",
+                    &status[..status.len().min(300)]
+                );
+            }
             seen[1] += 1;
         } else {
             seen[2] += 1;
@@ -322,4 +405,95 @@ fn host_killed_at_many_points_leaves_containers_a_new_host_can_manage() {
         "{} rounds found nothing made, {} a created container, {} a running one",
         seen[0], seen[1], seen[2]
     );
+}
+
+#[test]
+fn a_pty_container_gets_resizes_and_the_log_reopens_on_sigusr1() {
+    if !common::root_or_skip("monitor_pty_and_reopen") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(dir.path().join("state"));
+    let id = format!("ptymon-{}", std::process::id());
+    let _cleanup = Cleanup {
+        rt: &rt,
+        ids: vec![id.clone()],
+    };
+    let log = dir.path().join("pty.log");
+    let mut s = spec("echo before; read x; stty size; echo after");
+    s.process_mut().as_mut().unwrap().set_terminal(Some(true));
+    let root = rootfs(dir.path());
+    std::os::unix::fs::symlink("busybox", root.join("bin/stty")).unwrap();
+    let pid = rt
+        .create_monitored(
+            &id,
+            Source::Spec {
+                spec: s,
+                rootfs: root,
+            },
+            &opts(log.clone(), true),
+        )
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let monitor: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut a = rt.attach(&id).unwrap();
+    rt.start(&id).unwrap();
+    // "before" is in the log: rotate it, and have the monitor reopen.
+    for _ in 0..1000 {
+        if log_lines(&log).iter().any(|(_, _, t)| t.contains("before")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::rename(&log, dir.path().join("pty.log.1")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    for _ in 0..1000 {
+        if log.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(log.exists(), "the monitor reopened its log");
+    // A resize, then the line the container waits for: in this order.
+    a.send(&Frame::Resize(40, 120)).unwrap();
+    a.send(&Frame::Stdin(b"go\n".to_vec())).unwrap();
+    let mut out = Vec::new();
+    let mut code = None;
+    while let Some(f) = a.recv().unwrap() {
+        match f {
+            Frame::Stdout(b) => out.extend(b),
+            Frame::Exit(c) => code = Some(c),
+            _ => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("40 120") && text.contains("after"),
+        "{text:?}"
+    );
+    assert_eq!(code, Some(0));
+    let old: Vec<String> = log_lines(&dir.path().join("pty.log.1"))
+        .into_iter()
+        .map(|l| l.2)
+        .collect();
+    let new: Vec<String> = log_lines(&log).into_iter().map(|l| l.2).collect();
+    assert!(old.iter().any(|t| t.contains("before")), "{old:?}");
+    assert!(
+        new.iter().any(|t| t.contains("after")) && !new.iter().any(|t| t.contains("before")),
+        "{new:?}"
+    );
+    rt.wait_exit(&id, Some(Duration::from_secs(30))).unwrap();
+    rt.delete(&id, false).unwrap();
 }
