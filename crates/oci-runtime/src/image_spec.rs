@@ -17,10 +17,11 @@
 //!   inside the rootfs and never reaches the host's files. A user without a
 //!   group takes the passwd entry's group (0 when a numeric uid has none).
 //!   A name that is not found is an error naming it.
-//! - **Additional groups**: as containerd (since its fix of CVE-2023-25173):
-//!   the primary gid, then every group of `/etc/group` that lists the user's
-//!   name as a member, then the overrides', without repeats. An explicit
-//!   group in `User` (`name:group`) keeps only that group and the overrides.
+//! - **Additional groups**: the primary gid, then every group of
+//!   `/etc/group` that lists the user's name as a member, then the
+//!   overrides', without repeats. Where podman and containerd differ (a group
+//!   named in `User`, no user at all, the default `PATH`), [`Convention`]
+//!   says whose way; both are checked against the real tools.
 //! - The image's `StopSignal` and `Volumes` are returned for the caller (the
 //!   spec has no place for them): a CRI server stops with that signal and
 //!   mounts something at those paths.
@@ -57,6 +58,22 @@ pub struct ImageOverrides {
     pub user: Option<String>,
     /// Groups added after those the image's files give.
     pub additional_gids: Vec<u32>,
+    /// Whose rules decide where the peers differ.
+    pub convention: Convention,
+}
+
+/// Where podman and containerd resolve an image differently, whose way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Convention {
+    /// podman's (and Docker's): [`DEFAULT_PATH`] whenever nothing sets
+    /// `PATH`; a group named in `User` is the only additional group; with no
+    /// user at all, root's memberships without the primary gid.
+    #[default]
+    Podman,
+    /// containerd's (`ctr`, its CRI plugin): [`DEFAULT_PATH`] only when the
+    /// image has no `Env` at all; the primary gid and the user's
+    /// memberships always, a group named in `User` included.
+    Containerd,
 }
 
 /// The process an image config gives, and what it says besides.
@@ -112,6 +129,7 @@ impl ImageProcess {
             ));
         }
 
+        let image_has_env = c.env().as_ref().is_some_and(|e| !e.is_empty());
         let mut env: Vec<String> = c.env().clone().unwrap_or_default();
         for (i, e) in env.iter().enumerate() {
             env_name(e).ok_or_else(|| {
@@ -130,7 +148,11 @@ impl ImageProcess {
                 None => env.push(o.clone()),
             }
         }
-        if !env.iter().any(|e| env_name(e) == Some("PATH")) {
+        let add_path = match overrides.convention {
+            Convention::Podman => !env.iter().any(|e| env_name(e) == Some("PATH")),
+            Convention::Containerd => !image_has_env,
+        };
+        if add_path {
             env.insert(0, DEFAULT_PATH.to_string());
         }
 
@@ -152,7 +174,7 @@ impl ImageProcess {
             .clone()
             .or_else(|| c.user().clone())
             .unwrap_or_default();
-        let ids = resolve_user(rootfs, &user)?;
+        let ids = resolve_user(rootfs, &user, overrides.convention)?;
         let mut additional_gids = ids.groups;
         for g in &overrides.additional_gids {
             if !additional_gids.contains(g) {
@@ -237,15 +259,19 @@ struct Ids {
 }
 
 /// Resolves a `User` string against the rootfs's account files.
-fn resolve_user(rootfs: &Path, user: &str) -> Result<Ids> {
+fn resolve_user(rootfs: &Path, user: &str, convention: Convention) -> Result<Ids> {
     let bad = |reason: String| image_err(format!("User {user:?}"), reason);
     let (u, g) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
     if u.is_empty() && g.is_none() {
-        // As Docker and containerd: root, with root's supplementary groups.
-        return resolve_user(rootfs, "0");
+        // Root, with root's memberships; podman leaves the primary gid out.
+        let mut ids = resolve_user(rootfs, "0", convention)?;
+        if convention == Convention::Podman {
+            ids.groups.retain(|g| *g != ids.gid);
+        }
+        return Ok(ids);
     }
     if u.is_empty() || g == Some("") {
         return Err(bad("expected user, uid, user:group or uid:gid".into()));
@@ -299,7 +325,8 @@ fn resolve_user(rootfs: &Path, user: &str) -> Result<Ids> {
         },
     };
     let mut groups = vec![gid];
-    if !explicit && let Some(name) = &name {
+    let memberships = !explicit || convention == Convention::Containerd;
+    if memberships && let Some(name) = &name {
         for f in &groups_db {
             let member = f
                 .get(3)
@@ -455,7 +482,7 @@ mod tests {
     #[test]
     fn user_forms_and_groups() {
         let cases: [(&str, u32, u32, &[u32]); 9] = [
-            ("", 0, 0, &[0, 10]),
+            ("", 0, 0, &[10]),
             ("root", 0, 0, &[0, 10]),
             ("app", 1000, 1001, &[1001, 10, 29]),
             ("1000", 1000, 1001, &[1001, 10, 29]),

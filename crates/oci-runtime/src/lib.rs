@@ -60,7 +60,7 @@ pub use container::{
 };
 pub use error::{Error, Result};
 pub use exe::{ExeProtection, exe_protection, needs_protected_exe, protect_exe};
-pub use image_spec::{DEFAULT_PATH, ImageOverrides, ImageProcess};
+pub use image_spec::{Convention, DEFAULT_PATH, ImageOverrides, ImageProcess};
 pub use plan::{cap_number_by_name, known_capabilities};
 pub use procfs::parse_signal;
 pub use seccomp::default_seccomp;

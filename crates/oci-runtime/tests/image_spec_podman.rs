@@ -205,6 +205,7 @@ fn case(
             working_dir: workdir.map(str::to_string),
             user: user.map(str::to_string),
             additional_gids: groups.to_vec(),
+            ..ImageOverrides::default()
         },
     }
 }
@@ -304,13 +305,6 @@ fn image_configs_and_overrides_resolve_as_podman_resolves_them() {
             let gids: Vec<u32> =
                 serde_json::from_value(user["additionalGids"].clone()).unwrap_or_default();
             let mut a = ours.additional_gids.clone();
-            // The one known difference: with no user at all, podman 4.3 leaves
-            // the primary gid (0) out of the additional ones; containerd puts
-            // it in (its fix of CVE-2023-25173), and so does ImageProcess.
-            let no_user = image.config.get("User").is_none() && c.o.user.is_none();
-            if no_user && !c.o.additional_gids.contains(&ours.gid) {
-                a.retain(|g| *g != ours.gid);
-            }
             let mut b = gids;
             a.sort();
             b.sort();
