@@ -155,10 +155,7 @@ fn rootfs(dir: &Path) -> PathBuf {
 /// An OCI archive of the rootfs with `config` as its image config, named `name`.
 fn image_archive(dir: &Path, name: &str, config: &Value) -> PathBuf {
     let root = rootfs(dir);
-    let layout = dir.join(format!(
-        "layout-{}",
-        sha(name.as_bytes())[7..19].to_string()
-    ));
+    let layout = dir.join(format!("layout-{}", &sha(name.as_bytes())[7..19]));
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let layer_path = dir.join("layer.tar");

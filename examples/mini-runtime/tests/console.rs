@@ -212,7 +212,14 @@ fn run_on_the_callers_terminal_gets_its_window_size_and_raw_mode_ends() {
         return;
     }
     let rt = Rt::new();
-    let mut b = Bundle::new(&["sh", "-c", "stty size; echo done"]);
+    // The size is copied once mini-runtime holds the pty master, which may
+    // be just after the container started: ask until it shows.
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "for i in $(busybox seq 1 200); do s=$(busybox stty size 2>&1); \
+         [ \"$s\" = \"33 111\" ] && break; busybox sleep 0.05; done; echo \"size=$s\"; echo done",
+    ]);
     b.config["process"]["terminal"] = json!(true);
     b.save();
     let id = unique_id("runsize");
@@ -249,7 +256,10 @@ fn run_on_the_callers_terminal_gets_its_window_size_and_raw_mode_ends() {
         }
     }
     let text = String::from_utf8_lossy(&out);
-    assert!(text.contains("33 111") && text.contains("done"), "{text:?}");
+    assert!(
+        text.contains("size=33 111") && text.contains("done"),
+        "{text:?}"
+    );
     let after = nix::sys::termios::tcgetattr(&pty.slave).expect("tcgetattr");
     assert_eq!(
         after.local_flags, before.local_flags,
