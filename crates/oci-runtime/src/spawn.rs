@@ -558,11 +558,15 @@ fn describe(plan: &InitPlan, msg: Msg) -> Error {
             Some(plan.process.cwd.to_string_lossy().into_owned()),
         ),
         Some(Step::ExecNotFound) => (
-            "exec: executable file not found in $PATH",
+            if plan.process.path_dirs.is_empty() {
+                "exec: the program cannot be run"
+            } else {
+                "exec: executable file not found in $PATH"
+            },
             plan.process
                 .args
                 .first()
-                .map(|a| a.to_string_lossy().into_owned()),
+                .map(|a| format!("{:?}", a.to_string_lossy())),
         ),
         Some(Step::WaitStart) => ("waiting for start", None),
         Some(Step::Hook) | Some(Step::HookTimeout) | Some(Step::HookExit) => {

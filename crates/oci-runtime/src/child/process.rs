@@ -327,11 +327,34 @@ pub(super) fn setup_process(plan: &InitPlan, slave: RawFd, fds: super::ChildFds)
 pub(super) fn find_executable(plan: &InitPlan) -> R<*const c_char> {
     let p = &plan.process;
     if p.path_dirs.is_empty() {
-        return p.args.first().map(|a| a.as_ptr()).ok_or(Fail {
+        // A path (it holds a `/`): checked here as runc checks it, so that a
+        // missing or unrunnable program fails `create`, not the later exec.
+        let exe = p.args.first().ok_or(Fail {
             step: Step::ExecNotFound,
             index: 0,
             errno: libc::ENOENT,
-        });
+        })?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        // SAFETY: `exe` is NUL-terminated; `st` is writable stat storage.
+        if unsafe { libc::stat(exe.as_ptr(), st.as_mut_ptr()) } != 0 {
+            return Err(Fail {
+                step: Step::ExecNotFound,
+                index: 0,
+                errno: sys::errno(),
+            });
+        }
+        // SAFETY: stat succeeded.
+        let st = unsafe { st.assume_init() };
+        let not_file = st.st_mode & libc::S_IFMT != libc::S_IFREG;
+        // SAFETY: `exe` is NUL-terminated.
+        if not_file || unsafe { libc::access(exe.as_ptr(), libc::X_OK) } != 0 {
+            return Err(Fail {
+                step: Step::ExecNotFound,
+                index: 0,
+                errno: libc::EACCES,
+            });
+        }
+        return Ok(exe.as_ptr());
     }
     for cand in &p.path_dirs {
         let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
