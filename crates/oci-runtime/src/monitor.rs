@@ -501,6 +501,12 @@ fn run_monitor(req: Request) -> Result<()> {
         (Some(m), _) => m.try_clone().ok(),
         (None, s) => s.map(OwnedFd::from),
     };
+    // Non-blocking, with what the container has not read yet kept here: a
+    // container that writes before it reads must not stall the monitor
+    // (and with it, its own output).
+    set_nonblocking(stdin.as_ref().map(|f| f.as_fd()));
+    let mut pending: Vec<u8> = Vec::new();
+    let mut close_when_written = false;
     let mut streams = [
         LogStream {
             name: "stdout",
@@ -542,7 +548,13 @@ fn run_monitor(req: Request) -> Result<()> {
         if exited && n_streams == 0 {
             break;
         }
-        let timeout = if exited { 200u16 } else { 1000 };
+        let timeout = if exited {
+            200u16
+        } else if pending.is_empty() {
+            1000
+        } else {
+            10
+        };
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
@@ -644,11 +656,11 @@ fn run_monitor(req: Request) -> Result<()> {
                         buf.drain(..used);
                         match f {
                             Frame::Stdin(data) => {
-                                if let Some(fd) = &stdin {
-                                    write_all_fd(fd.as_fd(), &data);
+                                if stdin.is_some() && pending.len() < MAX_PENDING_STDIN {
+                                    pending.extend_from_slice(&data);
                                 }
                             }
-                            Frame::CloseStdin if master.is_none() => stdin = None,
+                            Frame::CloseStdin if master.is_none() => close_when_written = true,
                             Frame::Resize(r, col) => {
                                 if let Some(m) = &master {
                                     let _ = crate::pty::set_window_size(m, r, col);
@@ -670,6 +682,21 @@ fn run_monitor(req: Request) -> Result<()> {
                 clients.remove(i);
             }
         }
+        // Stdin: as much as the container takes now.
+        if let Some(fd) = &stdin {
+            match write_some(fd.as_fd(), &pending) {
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+                Err(()) => {
+                    pending.clear();
+                    stdin = None;
+                }
+            }
+        }
+        if close_when_written && pending.is_empty() {
+            stdin = None;
+        }
     }
     drop(stdin);
     let code = rt.reap(&c)?;
@@ -683,15 +710,22 @@ fn run_monitor(req: Request) -> Result<()> {
     Ok(())
 }
 
-/// Writes all of `data` to `fd`, giving up on an error (the reader is gone).
-fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(n) if n > 0 => data = &data[n..],
+/// Stdin the container has not read yet, at most; attach input past it is dropped.
+const MAX_PENDING_STDIN: usize = 8 << 20;
+
+/// Writes what a non-blocking `fd` takes of `data` now: how much, or
+/// `Err` once the reader is gone.
+fn write_some(fd: BorrowedFd<'_>, data: &[u8]) -> std::result::Result<usize, ()> {
+    let mut done = 0;
+    while done < data.len() {
+        match nix::unistd::write(fd, &data[done..]) {
+            Ok(n) if n > 0 => done += n,
             Err(nix::errno::Errno::EINTR) => {}
-            _ => return,
+            Err(nix::errno::Errno::EAGAIN) => break,
+            _ => return Err(()),
         }
     }
+    Ok(done)
 }
 
 fn set_nonblocking(fd: Option<BorrowedFd<'_>>) {

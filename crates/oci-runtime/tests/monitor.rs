@@ -497,3 +497,51 @@ fn a_pty_container_gets_resizes_and_the_log_reopens_on_sigusr1() {
     rt.wait_exit(&id, Some(Duration::from_secs(30))).unwrap();
     rt.delete(&id, false).unwrap();
 }
+
+#[test]
+fn a_container_that_writes_before_it_reads_does_not_stall_the_monitor() {
+    if !common::root_or_skip("monitor_stdin_backpressure") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(dir.path().join("state"));
+    let id = format!("bp-{}", std::process::id());
+    let _cleanup = Cleanup {
+        rt: &rt,
+        ids: vec![id.clone()],
+    };
+    // 300 kB of output first (more than a pipe holds), then it reads stdin.
+    let script = "head -c 300000 /dev/zero | tr '\\0' x; echo; cat > /dev/null; echo done";
+    rt.create_monitored(
+        &id,
+        Source::Spec {
+            spec: spec(script),
+            rootfs: rootfs(dir.path()),
+        },
+        &opts(dir.path().join("bp.log"), true),
+    )
+    .unwrap();
+    let mut a = rt.attach(&id).unwrap();
+    // 300 kB of input before the container reads any: with a blocking write
+    // the monitor would wait for the container, and it for the monitor.
+    a.send(&Frame::Stdin(vec![b'y'; 300_000])).unwrap();
+    a.send(&Frame::CloseStdin).unwrap();
+    rt.start(&id).unwrap();
+    let mut out = Vec::new();
+    let mut code = None;
+    while let Some(f) = a.recv().unwrap() {
+        match f {
+            Frame::Stdout(b) => out.extend(b),
+            Frame::Exit(c) => code = Some(c),
+            _ => {}
+        }
+    }
+    assert_eq!(code, Some(0));
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.ends_with("\ndone\n") && text.len() == 300_000 + 6,
+        "{} bytes",
+        text.len()
+    );
+    rt.wait_exit(&id, Some(Duration::from_secs(30))).unwrap();
+}
