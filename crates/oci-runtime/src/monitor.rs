@@ -655,10 +655,10 @@ fn run_monitor(req: Request) -> Result<()> {
                     Ok(Some((f, used))) => {
                         buf.drain(..used);
                         match f {
-                            Frame::Stdin(data) => {
-                                if stdin.is_some() && pending.len() < MAX_PENDING_STDIN {
-                                    pending.extend_from_slice(&data);
-                                }
+                            Frame::Stdin(data)
+                                if stdin.is_some() && pending.len() < MAX_PENDING_STDIN =>
+                            {
+                                pending.extend_from_slice(&data);
                             }
                             Frame::CloseStdin if master.is_none() => close_when_written = true,
                             Frame::Resize(r, col) => {
