@@ -16,15 +16,7 @@ use oci_spec::runtime::Spec;
 
 /// A busybox root filesystem shared, read-only, by the containers.
 fn busybox_rootfs(dir: &Path) -> PathBuf {
-    let root = dir.join("rootfs");
-    for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
-    for l in ["sh", "cat", "echo", "ls", "wc", "sleep", "tty"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(l)).unwrap();
-    }
-    root
+    common::busybox_rootfs(dir, &["sh", "cat", "echo", "ls", "wc", "sleep", "tty"])
 }
 
 fn spec(args: &[&str], terminal: bool) -> Box<Spec> {

@@ -12,15 +12,7 @@ use oci_runtime::{CreateOptions, ExecOptions, Runtime, Source, Stdio, Stream};
 use oci_spec::runtime::Spec;
 
 fn rootfs(dir: &Path) -> std::path::PathBuf {
-    let root = dir.join("rootfs");
-    for d in ["bin", "proc", "dev", "sys", "tmp"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
-    for l in ["sh", "cat", "sleep", "tty", "echo"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(l)).unwrap();
-    }
-    root
+    common::busybox_rootfs(dir, &["sh", "cat", "sleep", "tty", "echo"])
 }
 
 #[test]

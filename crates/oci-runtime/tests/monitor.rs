@@ -16,18 +16,7 @@ use oci_spec::runtime::Spec;
 const MONITOR: &str = env!("CARGO_BIN_EXE_oci-runtime-monitor");
 
 fn rootfs(dir: &Path) -> PathBuf {
-    let root = dir.join("rootfs");
-    if root.exists() {
-        return root;
-    }
-    for d in ["bin", "proc", "dev", "sys", "tmp"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
-    for l in ["sh", "cat", "sleep", "echo", "head", "tr", "seq"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(l)).unwrap();
-    }
-    root
+    common::busybox_rootfs(dir, &["sh", "cat", "sleep", "echo", "head", "tr", "seq"])
 }
 
 fn spec(script: &str) -> Box<Spec> {

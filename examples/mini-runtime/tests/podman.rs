@@ -58,17 +58,7 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.cmd().args(["rm", "-fa", "-t", "0"]).output();
         let _ = self.cmd().args(["system", "reset", "-f"]).output();
-        let base = self.dir.path().to_string_lossy().into_owned();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&base))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
+        common::unmount_under(self.dir.path());
     }
 }
 

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{ContainerState, LinuxNamespaceType, LinuxResources};
 
-use super::{
-    Runtime, connect_console, current_user, detach_mounts, mount_id, state_json, write_pid_file,
-};
+use super::{Runtime, current_user, detach_mounts, mount_id, state_json, write_pid_file};
 use crate::cgroups::{Cgroups, JoinFds, Manager};
 use crate::config::{Bundle, validate_id};
 use crate::error::{Error, Result, io_err};
@@ -102,29 +100,12 @@ impl Runtime {
             },
             &self.proc_root,
         )?;
-        if plan.process.terminal && io.stdio.iter().any(Option::is_some) {
-            return Err(crate::error::invalid(
-                "process.terminal",
-                "the pty is the process's stdio: give no stdio streams with a terminal",
-            ));
-        }
-        let mut master_rx = None;
-        let console = match (&opts.console_socket, plan.process.terminal) {
-            (Some(p), true) => Some(connect_console(p)?),
-            (None, true) if io.want_master => {
-                let (rx, tx) = std::os::unix::net::UnixStream::pair()
-                    .map_err(io_err("making the console socket pair", &bundle.dir))?;
-                master_rx = Some(rx);
-                Some(OwnedFd::from(tx))
-            }
-            (None, true) => {
-                return Err(crate::error::invalid(
-                    "process.terminal",
-                    "a terminal needs --console-socket",
-                ));
-            }
-            (_, false) => None,
-        };
+        let (console, master_rx) = super::console_io(
+            opts.console_socket.as_deref(),
+            plan.process.terminal,
+            io.stdio.iter().any(Option::is_some),
+            io.want_master,
+        )?;
         let linux = bundle.spec.linux().as_ref();
         let own_pid_ns = linux
             .and_then(|l| l.namespaces().as_ref())
@@ -194,11 +175,7 @@ impl Runtime {
                 Some(rx) => match crate::console::receive_pty_master(&rx) {
                     Ok(m) => Ok((pid, Some(m))),
                     Err(e) => {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                        let _ = super::wait_pid(pid);
+                        super::kill_child(pid);
                         if let Some(cg) = &saved.cgroups {
                             let _ = cg.destroy();
                         }
@@ -335,11 +312,7 @@ impl Runtime {
             Ok(())
         };
         if let Err(e) = finish() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = super::wait_pid(pid);
+            super::kill_child(pid);
             if let Some(cg) = &saved.cgroups {
                 let _ = cg.destroy();
             }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::Process;
 
-use super::{Runtime, connect_console, write_pid_file};
+use super::{Runtime, write_pid_file};
 use crate::config::validate_process;
 use crate::error::{Error, Result, io_err};
 use crate::plan::{self, InitPlan};
@@ -105,32 +105,12 @@ impl Runtime {
             .map(|p| crate::seccomp::compile_cached(p, &self.seccomp_cache()))
             .transpose()?;
         plan::add_default_home(&mut process_plan, &root_path);
-        if process_plan.terminal && stdio.iter().any(Option::is_some) {
-            return Err(crate::error::invalid(
-                "process.terminal",
-                "the pty is the process's stdio: give no stdio streams with a terminal",
-            ));
-        }
-        let mut master_rx = None;
-        let console = match (&opts.console_socket, process_plan.terminal) {
-            (Some(p), true) => Some(connect_console(p)?),
-            (None, true) if want_master => {
-                let (rx, tx) =
-                    std::os::unix::net::UnixStream::pair().map_err(|source| Error::Sys {
-                        operation: "making the console socket pair",
-                        source,
-                    })?;
-                master_rx = Some(rx);
-                Some(OwnedFd::from(tx))
-            }
-            (None, true) => {
-                return Err(crate::error::invalid(
-                    "process.terminal",
-                    "a terminal needs --console-socket",
-                ));
-            }
-            (_, false) => None,
-        };
+        let (console, master_rx) = super::console_io(
+            opts.console_socket.as_deref(),
+            process_plan.terminal,
+            stdio.iter().any(Option::is_some),
+            want_master,
+        )?;
         let plan = InitPlan {
             clone_flags: 0,
             unshare_flags: 0,
@@ -177,11 +157,7 @@ impl Runtime {
             Some(rx) => match crate::console::receive_pty_master(&rx) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    let _ = super::wait_pid(pid);
+                    super::kill_child(pid);
                     return Err(e);
                 }
             },

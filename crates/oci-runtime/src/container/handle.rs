@@ -155,11 +155,7 @@ impl Runtime {
         let (child, ends) = stdio_fds(stdio)?;
         let (pid, pty_master) = self.exec_with(id, process, opts, child, true)?;
         let pidfd = open_pidfd(pid).inspect_err(|_| {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = super::wait_pid(pid);
+            super::kill_child(pid);
         })?;
         let [stdin, stdout, stderr] = ends;
         Ok(ExecProcess {

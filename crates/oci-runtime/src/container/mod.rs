@@ -248,6 +248,12 @@ pub fn wait_pid(pid: i32) -> Result<i32> {
     }
 }
 
+/// Kills `pid`, a child of ours that is of no use any more, and reaps it.
+fn kill_child(pid: i32) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_pid(pid);
+}
+
 /// Reaps `pid` if it is our child and has exited; anything else is fine.
 fn reap_if_child(pid: i32) {
     let _ = nix::sys::wait::waitpid(
@@ -371,6 +377,41 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     ));
     std::fs::write(&tmp, pid.to_string()).map_err(io_err("writing pid file", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err("writing pid file", path))
+}
+
+/// The console fd the init gets for a `terminal` process: the connected
+/// console socket, or with `want_master` one end of a pair whose other end
+/// (returned) receives the pty master. A terminal with stdio streams of its
+/// own, or without a way to pass the master on, is refused.
+fn console_io(
+    socket: Option<&Path>,
+    terminal: bool,
+    has_stdio: bool,
+    want_master: bool,
+) -> Result<(Option<OwnedFd>, Option<std::os::unix::net::UnixStream>)> {
+    if !terminal {
+        return Ok((None, None));
+    }
+    if has_stdio {
+        return Err(crate::error::invalid(
+            "process.terminal",
+            "the pty is the process's stdio: give no stdio streams with a terminal",
+        ));
+    }
+    match socket {
+        Some(p) => Ok((Some(connect_console(p)?), None)),
+        None if want_master => {
+            let (rx, tx) = std::os::unix::net::UnixStream::pair().map_err(|source| Error::Sys {
+                operation: "making the console socket pair",
+                source,
+            })?;
+            Ok((Some(OwnedFd::from(tx)), Some(rx)))
+        }
+        None => Err(crate::error::invalid(
+            "process.terminal",
+            "a terminal needs --console-socket",
+        )),
+    }
 }
 
 fn connect_console(path: &Path) -> Result<OwnedFd> {

@@ -325,3 +325,18 @@ impl Drop for RuncRoot {
         }
     }
 }
+
+/// Detaches every mount under `base`, deepest first (what a peer tool left).
+pub fn unmount_under(base: &Path) {
+    let base = base.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&base))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
