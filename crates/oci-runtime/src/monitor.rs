@@ -154,7 +154,8 @@ impl Runtime {
         let s = crate::state::read_unlocked(self.root(), id)?;
         if let Some(fd) = crate::container::live_pidfd(self, &s)? {
             let ms = deadline.map_or(-1, |d| {
-                d.saturating_duration_since(Instant::now()).as_millis() as i32
+                let ms = d.saturating_duration_since(Instant::now()).as_millis();
+                i32::try_from(ms).unwrap_or(i32::MAX)
             });
             let mut pfd = [nix::poll::PollFd::new(
                 fd.as_fd(),
@@ -370,6 +371,56 @@ extern "C" fn on_usr1(_: libc::c_int) {
     REOPEN.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// Output an attach client has not taken yet, at most; a client further
+/// behind is dropped rather than let it hold the container up.
+const MAX_CLIENT_BACKLOG: usize = 8 << 20;
+
+/// An attach client: its socket (non-blocking), the part of a frame it
+/// has sent so far, and output it has not read yet.
+struct Client {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    dead: bool,
+}
+
+impl Client {
+    /// Queues `bytes` for the client and sends what it takes now.
+    fn send(&mut self, bytes: &[u8]) {
+        if self.output.len() + bytes.len() > MAX_CLIENT_BACKLOG {
+            self.dead = true;
+            return;
+        }
+        self.output.extend_from_slice(bytes);
+        self.flush();
+    }
+
+    /// Sends what the client takes now of its queued output.
+    fn flush(&mut self) {
+        if self.dead || self.output.is_empty() {
+            return;
+        }
+        match write_some(self.stream.as_fd(), &self.output) {
+            Ok(n) => {
+                self.output.drain(..n);
+            }
+            Err(()) => self.dead = true,
+        }
+    }
+}
+
+/// What one read of an output stream gave.
+enum Pump {
+    /// Output, logged and sent on.
+    Read,
+    /// Interrupted: read again.
+    Retry,
+    /// Nothing there now (non-blocking).
+    Empty,
+    /// The stream ended.
+    Done,
+}
+
 /// Output of one stream on its way to the log: the partial line so far.
 struct LogStream {
     name: &'static str,
@@ -417,6 +468,35 @@ impl LogStream {
             let rest = self.partial.split_off(MAX_LOG_LINE);
             let piece = std::mem::replace(&mut self.partial, rest);
             log_line(log, self.name, 'P', &piece);
+        }
+    }
+
+    /// Reads once from the stream: what came goes to the log and to every
+    /// attach client (those that cannot take it are dropped).
+    fn pump(&mut self, log: &mut std::fs::File, clients: &mut [Client]) -> Pump {
+        let Some(fd) = &self.fd else {
+            return Pump::Done;
+        };
+        let mut buf = [0u8; 8192];
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(n) if n > 0 => {
+                let data = &buf[..n];
+                self.feed(log, data);
+                let frame = if self.name == "stdout" {
+                    Frame::Stdout(data.to_vec())
+                } else {
+                    Frame::Stderr(data.to_vec())
+                };
+                let bytes = frame.encode();
+                for cl in clients.iter_mut() {
+                    cl.send(&bytes);
+                }
+                Pump::Read
+            }
+            Err(nix::errno::Errno::EINTR) => Pump::Retry,
+            Err(nix::errno::Errno::EAGAIN) => Pump::Empty,
+            // EOF, or EIO on a pty whose last slave closed.
+            _ => Pump::Done,
         }
     }
 
@@ -522,7 +602,7 @@ fn run_monitor(req: Request) -> Result<()> {
             partial: Vec::new(),
         },
     ];
-    let mut clients: Vec<(UnixStream, Vec<u8>)> = Vec::new();
+    let mut clients: Vec<Client> = Vec::new();
     let mut exited = false;
     loop {
         if REOPEN.swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -542,18 +622,19 @@ fn run_monitor(req: Request) -> Result<()> {
             fds.push(nix::poll::PollFd::new(c.pidfd.as_fd(), ev));
         }
         fds.push(nix::poll::PollFd::new(listener.as_fd(), ev));
-        for (cl, _) in &clients {
-            fds.push(nix::poll::PollFd::new(cl.as_fd(), ev));
+        for cl in &clients {
+            fds.push(nix::poll::PollFd::new(cl.stream.as_fd(), ev));
         }
         if exited && n_streams == 0 {
             break;
         }
-        let timeout = if exited {
-            200u16
-        } else if pending.is_empty() {
-            1000
+        let behind = !pending.is_empty() || clients.iter().any(|c| !c.output.is_empty());
+        let timeout = if behind {
+            10u16
+        } else if exited {
+            200
         } else {
-            10
+            1000
         };
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -572,35 +653,27 @@ fn run_monitor(req: Request) -> Result<()> {
         // New clients first, before any output they should see goes out.
         while let Ok((cl, _)) = listener.accept() {
             let _ = cl.set_nonblocking(true);
-            clients.push((cl, Vec::new()));
+            clients.push(Client {
+                stream: cl,
+                input: Vec::new(),
+                output: Vec::new(),
+                dead: false,
+            });
         }
         // Output.
         let mut k = 0;
         for s in streams.iter_mut() {
-            let Some(fd) = &s.fd else { continue };
+            if s.fd.is_none() {
+                continue;
+            }
             let is_ready = ready[k];
             k += 1;
             if !is_ready {
                 continue;
             }
-            let mut buf = [0u8; 8192];
-            match nix::unistd::read(fd, &mut buf) {
-                Ok(n) if n > 0 => {
-                    s.feed(&mut log, &buf[..n]);
-                    let frame = if s.name == "stdout" {
-                        Frame::Stdout(buf[..n].to_vec())
-                    } else {
-                        Frame::Stderr(buf[..n].to_vec())
-                    };
-                    let bytes = frame.encode();
-                    clients.retain_mut(|(cl, _)| cl.write_all(&bytes).is_ok());
-                }
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                // EOF, or EIO on a pty whose last slave closed.
-                _ => {
-                    s.finish(&mut log);
-                    s.fd = None;
-                }
+            if let Pump::Done = s.pump(&mut log, &mut clients) {
+                s.finish(&mut log);
+                s.fd = None;
             }
         }
         if !exited {
@@ -611,21 +684,10 @@ fn run_monitor(req: Request) -> Result<()> {
                 // hold them open for ever).
                 for s in streams.iter_mut() {
                     set_nonblocking(s.fd.as_ref().map(|f| f.as_fd()));
-                    while let Some(fd) = &s.fd {
-                        let mut buf = [0u8; 8192];
-                        match nix::unistd::read(fd, &mut buf) {
-                            Ok(n) if n > 0 => {
-                                s.feed(&mut log, &buf[..n]);
-                                let bytes = if s.name == "stdout" {
-                                    Frame::Stdout(buf[..n].to_vec())
-                                } else {
-                                    Frame::Stderr(buf[..n].to_vec())
-                                }
-                                .encode();
-                                clients.retain_mut(|(cl, _)| cl.write_all(&bytes).is_ok());
-                            }
-                            Err(nix::errno::Errno::EINTR) => {}
-                            _ => {
+                    while s.fd.is_some() {
+                        match s.pump(&mut log, &mut clients) {
+                            Pump::Read | Pump::Retry => {}
+                            Pump::Empty | Pump::Done => {
                                 s.finish(&mut log);
                                 s.fd = None;
                             }
@@ -638,22 +700,21 @@ fn run_monitor(req: Request) -> Result<()> {
         // (The listener's slot: its clients were taken above.)
         k += 1;
         // Client input.
-        let mut gone = Vec::new();
-        for (i, (cl, buf)) in clients.iter_mut().enumerate() {
+        for (i, cl) in clients.iter_mut().enumerate() {
             if !ready.get(k + i).copied().unwrap_or(false) {
                 continue;
             }
             let mut tmp = [0u8; 8192];
-            match cl.read(&mut tmp) {
-                Ok(0) => gone.push(i),
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            match cl.stream.read(&mut tmp) {
+                Ok(0) => cl.dead = true,
+                Ok(n) => cl.input.extend_from_slice(&tmp[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => gone.push(i),
+                Err(_) => cl.dead = true,
             }
             loop {
-                match Frame::decode(buf) {
+                match Frame::decode(&cl.input) {
                     Ok(Some((f, used))) => {
-                        buf.drain(..used);
+                        cl.input.drain(..used);
                         match f {
                             Frame::Stdin(data)
                                 if stdin.is_some() && pending.len() < MAX_PENDING_STDIN =>
@@ -671,17 +732,16 @@ fn run_monitor(req: Request) -> Result<()> {
                     }
                     Ok(None) => break,
                     Err(_) => {
-                        gone.push(i);
+                        cl.dead = true;
                         break;
                     }
                 }
             }
         }
-        for i in gone.into_iter().rev() {
-            if i < clients.len() {
-                clients.remove(i);
-            }
+        for cl in clients.iter_mut() {
+            cl.flush();
         }
+        clients.retain(|c| !c.dead);
         // Stdin: as much as the container takes now.
         if let Some(fd) = &stdin {
             match write_some(fd.as_fd(), &pending) {
@@ -703,8 +763,13 @@ fn run_monitor(req: Request) -> Result<()> {
     let oom = crate::container::oom_kills(&rt, &req.id).unwrap_or(0) > oom_before;
     rt.record_exit(&req.id, code, Some(oom))?;
     let bytes = Frame::Exit(code).encode();
-    for (mut cl, _) in clients {
-        let _ = cl.write_all(&bytes);
+    for mut cl in clients {
+        // What it has not taken yet, then the exit: the container is gone,
+        // so waiting on a slow client holds nothing up, for a while.
+        let _ = cl.stream.set_nonblocking(false);
+        let _ = cl.stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = cl.stream.write_all(&cl.output);
+        let _ = cl.stream.write_all(&bytes);
     }
     let _ = std::fs::remove_file(&sock_path);
     Ok(())
