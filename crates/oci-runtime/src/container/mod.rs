@@ -119,10 +119,28 @@ impl Runtime {
             ContainerState::Creating
         } else if !procfs::alive(&self.proc_root, s.pid, s.start_time) {
             ContainerState::Stopped
-        } else if s.started {
+        } else if s.started || !self.waits_for_start(&s.id) {
             ContainerState::Running
         } else {
             ContainerState::Created
+        }
+    }
+
+    /// Whether the init still waits on its exec fifo. A `start` killed
+    /// between releasing the init and recording it leaves `started` unset
+    /// while the payload runs; with no reader left on the fifo (or no fifo)
+    /// the container is running whatever the state says.
+    fn waits_for_start(&self, id: &str) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Opened for writing and closed again without a byte: the init,
+        // which holds the fifo open for writing too, notices nothing.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(self.root.join(id).join("exec.fifo"))
+        {
+            Ok(_) => true,
+            Err(e) => !matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENOENT)),
         }
     }
 
