@@ -68,6 +68,16 @@ pub enum Error {
         /// The id.
         id: String,
     },
+    /// The container's init has exited, so it cannot be signalled. The text
+    /// has runc's "container not running", which containerd's shim and CRI-O
+    /// match to treat a kill of an exited container as done.
+    #[error("cannot {operation} {id}: container not running")]
+    NotRunning {
+        /// The id.
+        id: String,
+        /// The refused operation.
+        operation: &'static str,
+    },
     /// The container is not in a state that allows the operation.
     #[error("container {id} is {status}: cannot {operation}")]
     WrongState {

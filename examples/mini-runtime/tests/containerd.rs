@@ -4,6 +4,8 @@
 //! resume, a memory limit that `ctr task metrics` reads back, kill and
 //! delete with the exit status, and a failed create whose error the shim
 //! takes from our JSON log. (Docker runs containers through this same shim.)
+//! Then the kubelet's path: containerd's CRI plugin with a runtime entry whose
+//! `BinaryName` is mini-runtime, driven over CRI by a pod with a container.
 
 mod common;
 
@@ -18,6 +20,8 @@ use sha2::Digest;
 struct Containerd {
     dir: tempfile::TempDir,
     daemon: Child,
+    namespace: &'static str,
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Containerd {
@@ -29,7 +33,7 @@ impl Containerd {
         let out = Command::new("ctr")
             .arg("--address")
             .arg(self.sock())
-            .args(["--namespace", "mr"])
+            .args(["--namespace", self.namespace])
             .args(args)
             .output()
             .map_err(|e| format!("ctr: {e}"))?;
@@ -38,6 +42,18 @@ impl Containerd {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+}
+
+impl Containerd {
+    /// The warnings and errors containerd logged, for a failure's message.
+    fn errors(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("level=error") || l.contains("level=warning"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -60,7 +76,13 @@ impl Drop for Containerd {
     }
 }
 
-fn start_containerd() -> Option<Containerd> {
+/// One containerd at a time: the CRI plugin writes fixed paths
+/// (`/run/containerd/runc/k8s.io`, `/run/containerd/s`).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts containerd on its own root, state dir and socket. `cri` is the CRI
+/// plugin's config section; without it the plugin is disabled.
+fn start_containerd(cri: Option<&dyn Fn(&Path) -> String>) -> Option<Containerd> {
     if !root_or_skip("containerd") {
         return None;
     }
@@ -76,11 +98,15 @@ fn start_containerd() -> Option<Containerd> {
         eprintln!("skipping: containerd is not installed");
         return None;
     }
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
+    let plugins = match cri {
+        Some(section) => section(p),
+        None => "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_string(),
+    };
     let config = format!(
-        "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-         disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+        "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n{plugins}\
          [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n\
          [metrics]\n  address = \"\"\n",
         root = p.join("root").display(),
@@ -97,7 +123,12 @@ fn start_containerd() -> Option<Containerd> {
         ))
         .spawn()
         .expect("start containerd");
-    let c = Containerd { dir, daemon };
+    let c = Containerd {
+        dir,
+        daemon,
+        namespace: if cri.is_some() { "k8s.io" } else { "mr" },
+        _one: guard,
+    };
     for _ in 0..600 {
         if c.ctr(&["version"]).is_ok() {
             return Some(c);
@@ -217,7 +248,7 @@ fn image_archive(dir: &Path, name: &str, config: &Value) -> PathBuf {
 
 #[test]
 fn containerd_runs_containers_with_mini_runtime() {
-    let Some(c) = start_containerd() else {
+    let Some(c) = start_containerd(None) else {
         return;
     };
     let dir = c.dir.path().to_path_buf();
@@ -316,4 +347,275 @@ fn containerd_runs_containers_with_mini_runtime() {
         "{err}"
     );
     let _ = c.ctr(&["containers", "delete", "broken"]);
+}
+
+/// Removes the pod's cgroup parent in every v1 hierarchy and in the unified one.
+struct CgroupParent(String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        for e in entries.flatten() {
+            let dir = e.path().join(self.0.trim_start_matches('/'));
+            if dir.is_dir() {
+                // Children first: the container cgroups the runtime left, if any.
+                if let Ok(kids) = std::fs::read_dir(&dir) {
+                    for k in kids.flatten() {
+                        if k.path().is_dir() {
+                            let _ = std::fs::remove_dir(k.path());
+                        }
+                    }
+                }
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
+/// The CRI plugin's section with a `mini` runtime whose `BinaryName` is ours,
+/// a sandbox image the test imports, and a stream server on loopback.
+/// `restrict_oom_score_adj`: the sandbox asks for -998, which a bounding set
+/// without CAP_SYS_RESOURCE refuses (runc and we both fail on it then).
+fn cri_section(dir: &Path) -> String {
+    std::fs::create_dir_all(dir.join("cni")).unwrap();
+    format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
+         \x20 sandbox_image = \"docker.io/library/mr-pause:t\"\n\
+         \x20 stream_server_address = \"127.0.0.1\"\n\
+         \x20 stream_server_port = \"0\"\n\
+         \x20 restrict_oom_score_adj = true\n\
+         \x20 [plugins.\"io.containerd.grpc.v1.cri\".cni]\n\
+         \x20   bin_dir = \"/usr/lib/cni\"\n\
+         \x20   conf_dir = \"{cni}\"\n\
+         \x20 [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n\
+         \x20   default_runtime_name = \"runc\"\n\
+         \x20 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+         \x20   runtime_type = \"io.containerd.runc.v2\"\n\
+         \x20 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.mini]\n\
+         \x20   runtime_type = \"io.containerd.runc.v2\"\n\
+         \x20   [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.mini.options]\n\
+         \x20     BinaryName = \"{bin}\"\n",
+        cni = dir.join("cni").display(),
+        bin = bin_path(),
+    )
+}
+
+/// The memory limit of `pid`'s v1 memory cgroup, or of its unified cgroup.
+fn memory_limit_of(pid: u32) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        if ctrls.split(',').any(|c| c == "memory") {
+            return std::fs::read_to_string(format!(
+                "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
+            ))
+            .unwrap();
+        }
+        if ctrls.is_empty() && Path::new("/sys/fs/cgroup/memory.max").exists() {
+            return std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).unwrap();
+        }
+    }
+    panic!("no memory cgroup for {pid}: {cgroups}")
+}
+
+/// A runtime entry in containerd's CRI config with `BinaryName` pointing at
+/// mini-runtime: the kubelet's path (CRI → containerd → runc v2 shim → us)
+/// for a pod's sandbox and a container with a memory limit, exec, stop with
+/// the exit code, and removal.
+#[test]
+fn containerd_cri_runtime_entry_with_binary_name() {
+    use cri_api::v1::{
+        ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
+        CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig,
+        LinuxContainerResources, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode,
+        NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest,
+        RemovePodSandboxRequest, RunPodSandboxRequest, RuntimeServiceClient, StartContainerRequest,
+        StopContainerRequest, StopPodSandboxRequest,
+    };
+
+    // Declared first, so that it is dropped after containerd stopped the pod's
+    // processes, even when the test fails.
+    let parent = CgroupParent(format!("/mr-cri-{}", std::process::id()));
+    let Some(c) = start_containerd(Some(&cri_section)) else {
+        return;
+    };
+    let dir = c.dir.path().to_path_buf();
+    let pause = image_archive(
+        &dir,
+        "docker.io/library/mr-pause:t",
+        &json!({"Entrypoint": ["/bin/sleep"], "Cmd": ["1000000"]}),
+    );
+    let app = image_archive(
+        &dir,
+        "docker.io/library/mr-bb:t",
+        &json!({"Cmd": ["/bin/sh"]}),
+    );
+    for a in [&pause, &app] {
+        c.ctr(&["images", "import", a.to_str().unwrap()])
+            .expect("import into k8s.io");
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = cri_api::transport::connect(c.sock())
+            .await
+            .expect("connect");
+        let mut cri = RuntimeServiceClient::new(channel);
+        let sandbox_config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "pod".into(),
+                uid: format!("uid-{}", std::process::id()),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            log_directory: dir.join("pods").display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: parent.0.clone(),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = cri
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(sandbox_config.clone()),
+                runtime_handler: "mini".into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.errors()))
+            .into_inner()
+            .pod_sandbox_id;
+        // The sandbox's init was created by mini-runtime: its state file has
+        // fields runc's does not.
+        let state =
+            std::fs::read_to_string(format!("/run/containerd/runc/k8s.io/{pod}/state.json"))
+                .expect("the sandbox's runtime state");
+        assert!(
+            state.contains("\"start_time\""),
+            "not mini-runtime's state: {state}"
+        );
+
+        let limit = 48 * 1024 * 1024;
+        let ctr = cri
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: "app".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(ImageSpec {
+                        image: "docker.io/library/mr-bb:t".into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sh".into(), "-c".into()],
+                    args: vec![
+                        "echo started; trap 'exit 7' TERM; while :; do sleep 1; done".into(),
+                    ],
+                    log_path: "app.log".into(),
+                    linux: Some(LinuxContainerConfig {
+                        resources: Some(LinuxContainerResources {
+                            memory_limit_in_bytes: limit,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(sandbox_config),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        cri.start_container(StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .expect("StartContainer");
+        let state =
+            std::fs::read_to_string(format!("/run/containerd/runc/k8s.io/{ctr}/state.json"))
+                .expect("the container's runtime state");
+        assert!(
+            state.contains("\"start_time\""),
+            "not mini-runtime's state: {state}"
+        );
+        let init: Value = serde_json::from_str(&state).unwrap();
+        let pid = init["init_process_pid"]
+            .as_u64()
+            .or_else(|| init["pid"].as_u64())
+            .expect("a pid in the state") as u32;
+        assert_eq!(memory_limit_of(pid).trim(), limit.to_string());
+
+        let out = cri
+            .exec_sync(ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo out; echo err >&2; exit 3".into(),
+                ],
+                timeout: 30,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner();
+        assert_eq!(
+            (out.stdout.as_slice(), out.stderr.as_slice(), out.exit_code),
+            (&b"out\n"[..], &b"err\n"[..], 3)
+        );
+
+        cri.stop_container(StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 30,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", c.errors()));
+        let status = cri
+            .container_status(ContainerStatusRequest {
+                container_id: ctr.clone(),
+                verbose: false,
+            })
+            .await
+            .expect("ContainerStatus")
+            .into_inner()
+            .status
+            .expect("a status");
+        assert_eq!(status.state, ContainerState::ContainerExited as i32);
+        assert_eq!(status.exit_code, 7, "the TERM trap's exit code");
+        let log = std::fs::read_to_string(dir.join("pods/app.log")).expect("the container log");
+        assert!(log.contains(" stdout F started"), "{log}");
+
+        cri.remove_container(RemoveContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .expect("RemoveContainer");
+        cri.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+        cri.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+        assert!(
+            !Path::new(&format!("/run/containerd/runc/k8s.io/{pod}")).exists(),
+            "the sandbox's runtime state outlived its removal"
+        );
+    });
 }

@@ -102,6 +102,16 @@ fn create_start_state_kill_delete() {
         Some(1),
         "kill of a stopped container fails"
     );
+    // runc's words, which containerd's shim and CRI-O match on.
+    assert!(
+        stderr(&out).contains("container not running"),
+        "{}",
+        stderr(&out)
+    );
+    // `kill --all` of a stopped container signals what is left and succeeds,
+    // as runc's does: the shim sends it when an init exits.
+    let out = rt.run(&["kill", "--all", &id, "9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(rt.run(&["delete", &id]).status.success());
     assert!(!rt.root.path().join(&id).exists());
 }

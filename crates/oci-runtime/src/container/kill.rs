@@ -5,15 +5,39 @@ use crate::cgroups::Manager;
 use crate::error::{Error, Result};
 use crate::procfs;
 use crate::state::Saved;
+use oci_spec::runtime::ContainerState;
 
 impl Runtime {
     /// Sends `signal` to the container's init, or with `all` to all its processes.
+    ///
+    /// Once the init has exited, a kill of the init is [`Error::NotRunning`];
+    /// with `all` it still signals whatever is left in the container's cgroup
+    /// and succeeds, as runc does (containerd's shim sends that when an init
+    /// that shared its pid namespace exits, to stop what it left behind).
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
-        let (_l, s) = self.open_live(id, "kill")?;
-        let Some(fd) = pidfd(&self.proc_root, s.pid, s.start_time)? else {
+        let l = self.open(id)?;
+        let s = l.load(id)?;
+        if s.pid == 0 || s.creating {
             return Err(Error::WrongState {
                 id: id.into(),
-                status: "stopped".into(),
+                status: "creating".into(),
+                operation: "kill",
+            });
+        }
+        // A zombie init still has a pidfd, but it is stopped all the same.
+        let live = match self.status(&s) {
+            ContainerState::Stopped => None,
+            _ => pidfd(&self.proc_root, s.pid, s.start_time)?,
+        };
+        let Some(fd) = live else {
+            if all && s.cgroups.is_some() {
+                return self.signal_all_but_init(&s, signal);
+            }
+            if all {
+                return Ok(());
+            }
+            return Err(Error::NotRunning {
+                id: id.into(),
                 operation: "kill",
             });
         };
