@@ -51,6 +51,7 @@ mod state;
 // exec nothing that allocates or locks is safe, and for clone3 in `spawn.rs`,
 // which neither crate wraps.
 mod sys;
+pub mod timeline;
 
 pub use config::{Bundle, parse_spec, validate, validate_id, validate_process, validate_resources};
 pub use console::receive_pty_master;

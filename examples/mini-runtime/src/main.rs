@@ -39,6 +39,12 @@ enum Command {
 }
 
 fn main() {
+    // MINI_RUNTIME_TIMELINE=FILE: where this run's start time goes (see
+    // oci_runtime::timeline and benches/start_breakdown.py).
+    let timeline = std::env::var_os("MINI_RUNTIME_TIMELINE");
+    if timeline.is_some() && oci_runtime::timeline::enable().is_ok() {
+        oci_runtime::timeline::mark("main entered (exec, dynamic loading, Rust start-up)");
+    }
     // `--version` as runc prints it (podman and containerd show it to users).
     let version = format!(
         "version {}\nspec: {}",
@@ -47,10 +53,37 @@ fn main() {
     );
     let matches = Cli::command().long_version(version).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    match cli.command {
-        None => {}
-        Some(Command::Oci(c)) => std::process::exit(oci_cmd::run(&cli.oci, c)),
-        Some(Command::Image(c)) => std::process::exit(image_cmd::run(&cli.store, c)),
-        Some(Command::Demo) => std::process::exit(image_cmd::demo()),
+    oci_runtime::timeline::mark("command line parsed");
+    let code = match cli.command {
+        None => 0,
+        Some(Command::Oci(c)) => oci_cmd::run(&cli.oci, c),
+        Some(Command::Image(c)) => image_cmd::run(&cli.store, c),
+        Some(Command::Demo) => image_cmd::demo(),
+    };
+    if let Some(path) = timeline {
+        write_timeline(&path);
+    }
+    std::process::exit(code)
+}
+
+/// Appends this run's marks to `path`, one JSON object per line:
+/// `{"pid": ..., "marks": [[nanos, pid, name], ...]}`.
+fn write_timeline(path: &std::ffi::OsStr) {
+    use std::io::Write;
+    let marks: Vec<_> = oci_runtime::timeline::marks()
+        .into_iter()
+        .map(|m| serde_json::json!([m.nanos, m.pid, m.name]))
+        .collect();
+    let line = serde_json::json!({"pid": std::process::id(), "marks": marks});
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        eprintln!(
+            "mini-runtime: writing the timeline to {}: {e}",
+            std::path::Path::new(path).display()
+        );
     }
 }

@@ -353,16 +353,14 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
     // copy of it that becomes a container's init) runs from a binary no container
     // can write. Only where a container could see such a copy, since re-executing
     // costs a process start: exec, and an init joining a populated pid namespace.
+    // config.json is read once, here, for this and for the create.
     let bundle = match &cmd {
-        OciCommand::Create(a) => Some(&a.bundle),
-        OciCommand::Run(a) => Some(&a.create.bundle),
+        OciCommand::Create(a) => Some(oci_runtime::Bundle::load(&a.bundle)?),
+        OciCommand::Run(a) => Some(oci_runtime::Bundle::load(&a.create.bundle)?),
         _ => None,
     };
-    let protect = match bundle {
-        // A bundle that does not load fails in create, with its error.
-        Some(b) => {
-            oci_runtime::Bundle::load(b).is_ok_and(|b| oci_runtime::needs_protected_exe(&b.spec))
-        }
+    let protect = match &bundle {
+        Some(b) => oci_runtime::needs_protected_exe(&b.spec),
         None => matches!(cmd, OciCommand::Exec(_)),
     };
     if protect {
@@ -371,7 +369,8 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
     let rt = Runtime::new(&g.root);
     match cmd {
         OciCommand::Create(a) => {
-            rt.create(&a.id, &a.bundle, &create_opts(&a))?;
+            let bundle = loaded(bundle)?;
+            rt.create_bundle(&a.id, bundle, &create_opts(&a))?;
             warn_if_no_cgroups(&rt, &a.id, log);
         }
         OciCommand::Start { id } => warn_all(log, rt.start(&id)?),
@@ -389,7 +388,9 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
             Err(Error::NotFound { .. }) if force => {}
             Err(e) => return Err(e.into()),
         },
-        OciCommand::Run(a) => return run_cmd(&rt, a, log),
+        OciCommand::Run(a) => {
+            return run_cmd(&rt, a, loaded(bundle)?, log);
+        }
         OciCommand::Exec(a) => return exec_cmd(&rt, a),
         OciCommand::List { format, quiet } => list_cmd(&rt, &format, quiet)?,
         OciCommand::Ps {
@@ -440,15 +441,27 @@ fn state_value(info: &oci_runtime::ContainerInfo) -> serde_json::Value {
     v
 }
 
-fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
+/// The bundle `dispatch` loaded for create and run.
+fn loaded(b: Option<oci_runtime::Bundle>) -> Result<oci_runtime::Bundle, CliError> {
+    b.ok_or_else(|| CliError::Usage("create and run need a bundle".into()))
+}
+
+fn run_cmd(
+    rt: &Runtime,
+    a: RunArgs,
+    bundle: oci_runtime::Bundle,
+    log: &Logger,
+) -> Result<i32, CliError> {
     let id = a.create.id.clone();
     let mut opts = create_opts(&a.create);
     // As runc: a terminal without --console-socket is the caller's own terminal,
     // proxied through a pty this process receives on a private socket.
     let wants_tty = opts.console_socket.is_none()
-        && oci_runtime::Bundle::load(&a.create.bundle)
-            .ok()
-            .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+        && bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
             .unwrap_or(false);
     let console = proxy_console(wants_tty, a.detach, "container", &mut opts.console_socket)?;
     if !a.detach {
@@ -456,7 +469,8 @@ fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
         oci_runtime::pty::forward_signals();
     }
     let receiver = console.as_ref().map(|c| c.receive());
-    let (pid, warnings) = rt.run(&id, &a.create.bundle, &opts)?;
+    let (pid, warnings) = rt.run_bundle(&id, bundle, &opts)?;
+    oci_runtime::timeline::mark("started (exec fifo written)");
     warn_if_no_cgroups(rt, &id, log);
     warn_all(log, warnings);
     if a.detach {
@@ -474,8 +488,10 @@ fn run_cmd(rt: &Runtime, a: RunArgs, log: &Logger) -> Result<i32, CliError> {
         proxy_terminal(pid, master);
     }
     let code = rt.wait(&id)?;
+    oci_runtime::timeline::mark("payload exited and reaped");
     if !a.keep {
         warn_all(log, rt.delete(&id, true)?);
+        oci_runtime::timeline::mark("deleted (cgroups and state removed)");
     }
     Ok(code)
 }

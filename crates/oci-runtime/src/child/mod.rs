@@ -331,6 +331,7 @@ fn sync_userns(a: &ChildArgs<'_>) -> R<()> {
 fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
     let plan = a.plan;
     let fds = a.fds;
+    crate::timeline::mark("init: cloned (namespaces made)");
     reset_signals().map_err(at(Step::Signals, 0))?;
     // Die with the spawning thread while setup is in progress; cleared before "ready".
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0)
@@ -374,6 +375,7 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
             sys::close(*fd);
         }
     }
+    crate::timeline::mark("init: signals, fds, v1 cgroups joined");
     // SAFETY: umask only sets this process's file-creation mask.
     unsafe { libc::umask(0) };
 
@@ -513,11 +515,13 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         -1
     };
 
+    crate::timeline::mark("init: setns/unshare, keyring, setsid");
     let mut slave = -1;
     let mut rootfd = -1;
     if let Some(r) = &plan.rootfs {
         rootfd = prepare_rootfs(r, plan, fds, &mut slave)?;
     }
+    crate::timeline::mark("init: mounts, devices, masked and read-only paths");
     if fds.exec_root >= 0 {
         // SAFETY: `exec_root` is an open directory fd kept above.
         if unsafe { libc::fchdir(fds.exec_root) } == -1 {
@@ -620,11 +624,14 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         })?;
     }
 
+    crate::timeline::mark("init: hostname, sysctls, hooks");
     if let Some(r) = &plan.rootfs {
         enter_root(r, rootfd)?;
     }
+    crate::timeline::mark("init: pivot_root");
     setup_process(plan, slave, fds)?;
     let exe = find_executable(plan)?;
+    crate::timeline::mark("init: rlimits, credentials, capabilities, program found");
 
     // From here on the process outlives the runtime command that created it.
     sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).map_err(at(Step::Signals, 3))?;
@@ -636,6 +643,7 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         // only write, read, close, the startContainer hooks and execve run.
         install_seccomp(f, fds)?;
     }
+    crate::timeline::mark("init: seccomp loaded");
     send(
         fds.to_parent,
         Msg {
@@ -675,6 +683,7 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
             });
         }
     }
+    crate::timeline::mark("init: started (exec fifo read)");
     // SAFETY: `exe` is NUL-terminated; argv/envp are null-terminated pointer arrays whose
     // strings live in the plan, which outlives this call.
     unsafe { libc::execve(exe, a.argv.as_ptr(), a.envp.as_ptr()) };

@@ -73,6 +73,14 @@ impl Runtime {
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<i32> {
         validate_id(id)?;
         let bundle = Bundle::load(bundle)?;
+        self.create_bundle(id, bundle, opts)
+    }
+
+    /// [`Runtime::create`] of a bundle the caller has already loaded (and
+    /// perhaps looked into), so that its `config.json` is read once.
+    pub fn create_bundle(&self, id: &str, bundle: Bundle, opts: &CreateOptions) -> Result<i32> {
+        validate_id(id)?;
+        crate::timeline::mark("bundle loaded (config.json parsed and validated)");
         self.create_loaded(id, bundle, opts, InitIo::default())
             .map(|(pid, _)| pid)
     }
@@ -90,6 +98,7 @@ impl Runtime {
             crate::exe::require_protected_exe("create in a shared pid namespace")?;
         }
         let cgroups = self.container_cgroups(id, bundle.spec.linux().as_ref())?;
+        crate::timeline::mark("cgroup layout detected");
         let plan = plan::build(
             &bundle,
             &PlanOptions {
@@ -100,6 +109,7 @@ impl Runtime {
             },
             &self.proc_root,
         )?;
+        crate::timeline::mark("plan built");
         let (console, master_rx) = super::console_io(
             opts.console_socket.as_deref(),
             plan.process.terminal,
@@ -257,10 +267,12 @@ impl Runtime {
             info.state.set_pid(Some(i32::MAX));
             state_json(&info).len()
         };
+        crate::timeline::mark("exec fifo made");
         let cgroup = match &saved.cgroups {
             Some(cg) => prepare_cgroups(cg, resources)?,
             None => Default::default(),
         };
+        crate::timeline::mark("cgroups made, limits and device rules written");
         let mut agent_state = {
             let mut info = self.info(saved);
             info.state.set_status(ContainerState::Creating);
@@ -296,6 +308,7 @@ impl Runtime {
                 return Err(e);
             }
         };
+        crate::timeline::mark("init ready (spawn returned)");
         let mut finish = || -> Result<()> {
             saved.pid = pid;
             saved.start_time =
@@ -309,6 +322,7 @@ impl Runtime {
             if let Some(p) = &opts.pid_file {
                 write_pid_file(p, pid)?;
             }
+            crate::timeline::mark("state written");
             Ok(())
         };
         if let Err(e) = finish() {
@@ -346,7 +360,18 @@ impl Runtime {
 
     /// `create` then `start`; returns the init's host pid.
     pub fn run(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<(i32, Vec<Error>)> {
-        let pid = self.create(id, bundle, opts)?;
+        validate_id(id)?;
+        self.run_bundle(id, Bundle::load(bundle)?, opts)
+    }
+
+    /// [`Runtime::run`] of a bundle the caller has already loaded.
+    pub fn run_bundle(
+        &self,
+        id: &str,
+        bundle: Bundle,
+        opts: &CreateOptions,
+    ) -> Result<(i32, Vec<Error>)> {
+        let pid = self.create_bundle(id, bundle, opts)?;
         match self.start(id) {
             Ok(w) => Ok((pid, w)),
             Err(e) => {

@@ -44,9 +44,14 @@ impl Runtime {
             cg.destroy()?;
         }
         if s.own_pid_ns && s.pid > 0 {
-            // Wait (bounded) for the rest of the namespace to go, so nothing outlives delete.
+            // Wait (bounded) for the rest of the namespace to go, so nothing outlives
+            // delete. An init that has exited (a zombie its reaper has not yet
+            // collected) leaves nothing behind: the kernel kills and reaps the rest
+            // of its namespace before the init's exit completes.
             for _ in 0..3000 {
-                if procfs::pids_in_pidns_of(&self.proc_root, s.pid).is_empty() {
+                if !procfs::alive(&self.proc_root, s.pid, s.start_time)
+                    || procfs::pids_in_pidns_of(&self.proc_root, s.pid).is_empty()
+                {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
