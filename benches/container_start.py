@@ -12,7 +12,11 @@ Ratios to crun are of medians, with a 95% confidence interval from a
 bootstrap over the interleaved runs.
 
     cargo build --release -p mini-runtime
-    python3 benches/container_start.py [--runs 300] [--baseline BIN]
+    python3 benches/container_start.py [--runs 300] [--bin BIN] [--baseline BIN]
+
+--bin names the mini-runtime binary to measure (default: the release build;
+scripts/build-static.sh makes the statically linked one the figures in the
+README are of).
 
 --baseline names a second mini-runtime binary (one built from an earlier
 commit, say) whose `run` of the bundle without linux.resources joins the
@@ -138,7 +142,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--baseline", help="another mini-runtime binary to compare `run` with")
+    ap.add_argument("--bin", help="the mini-runtime binary to measure")
     args = ap.parse_args()
+    global BIN
+    if args.bin:
+        BIN = os.path.abspath(args.bin)
     if os.geteuid() != 0:
         sys.exit("run as root")
     if not os.path.exists(BIN):

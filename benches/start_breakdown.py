@@ -10,8 +10,10 @@ mark to the process's exit, and prints the median of each phase.
     cargo build --release -p mini-runtime
     python3 benches/start_breakdown.py [--runs 300] [--seccomp] [--bin BIN]
 
---seccomp adds podman's default seccomp profile to the config (so that its
-compile and load show up). Run as root; the runs happen in a private mount
+--seccomp adds the built-in default seccomp profile (Docker's, as
+`mini-runtime spec --seccomp` writes it) to the config, so that its compile
+and load show up; --no-cache removes the compiled-filter cache before every
+run, so each run compiles the profile afresh. Run as root; the runs happen in a private mount
 namespace without the cgroup2 mount of a hybrid host, as container_start.py's.
 """
 
@@ -54,7 +56,7 @@ def bundle(work, bin_path, seccomp):
     config["process"]["args"] = ["/bin/true"]
     if seccomp:
         profile = subprocess.run(
-            [bin_path, "spec", "--bundle", os.path.join(work, "seccomp-spec")],
+            [bin_path, "spec", "--seccomp", "--bundle", os.path.join(work, "seccomp-spec")],
             capture_output=True,
         )
         with open(os.path.join(work, "seccomp-spec", "config.json")) as f:
@@ -70,6 +72,7 @@ def main():
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--seccomp", action="store_true")
+    ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--bin", default=os.path.join(REPO, "target", "release", "mini-runtime"))
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -89,6 +92,8 @@ def main():
         for i in range(args.warmup + args.runs):
             if os.path.exists(log):
                 os.unlink(log)
+            if args.no_cache:
+                shutil.rmtree(os.path.join(work, "state", ".seccomp-cache"), ignore_errors=True)
             argv = [args.bin, "--root", os.path.join(work, "state"), "run", "-b", b, f"c{i}"]
             t0 = time.monotonic_ns()
             r = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -112,7 +117,8 @@ def main():
                 phases[name].append(d)
             totals.append(t1 - t0)
         print(f"mini-runtime run /bin/true, runc's default config"
-              f"{' + default seccomp profile' if args.seccomp else ''}, {args.runs} runs")
+              f"{' + default seccomp profile' if args.seccomp else ''}"
+              f"{', compiled every run' if args.no_cache else ''}, {args.runs} runs")
         print(f"{'phase (ends with)':64} {'median':>9} {'p90':>9}")
         for name in order:
             t = sorted(phases[name])

@@ -37,34 +37,13 @@ pub(crate) enum OciCommand {
     /// Create a container; its process waits until `start`.
     Create(CreateArgs),
     /// Start a created container.
-    Start {
-        /// Container id.
-        id: String,
-    },
+    Start(IdArgs),
     /// Print a container's state as JSON.
-    State {
-        /// Container id.
-        id: String,
-    },
+    State(IdArgs),
     /// Send a signal to a container's init (or all its processes).
-    Kill {
-        /// Container id.
-        id: String,
-        /// Signal name or number.
-        #[arg(default_value = "SIGTERM")]
-        signal: String,
-        /// Signal every process of the container.
-        #[arg(short, long)]
-        all: bool,
-    },
+    Kill(KillArgs),
     /// Delete a container.
-    Delete {
-        /// Container id.
-        id: String,
-        /// Kill a running container first.
-        #[arg(short, long)]
-        force: bool,
-    },
+    Delete(DeleteArgs),
     /// Create and start a container, and wait for it unless detached.
     Run(RunArgs),
     /// Run a new process in a container.
@@ -115,6 +94,34 @@ pub(crate) enum OciCommand {
         #[arg(long)]
         seccomp: bool,
     },
+}
+
+/// A command that takes only a container id.
+#[derive(Debug, Args)]
+pub(crate) struct IdArgs {
+    /// Container id.
+    id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KillArgs {
+    /// Container id.
+    id: String,
+    /// Signal name or number.
+    #[arg(default_value = "SIGTERM")]
+    signal: String,
+    /// Signal every process of the container.
+    #[arg(short, long)]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// Container id.
+    id: String,
+    /// Kill a running container first.
+    #[arg(short, long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -373,16 +380,16 @@ fn dispatch(g: &GlobalOpts, cmd: OciCommand, log: &Logger) -> Result<i32, CliErr
             rt.create_bundle(&a.id, bundle, &create_opts(&a))?;
             warn_if_no_cgroups(&rt, &a.id, log);
         }
-        OciCommand::Start { id } => warn_all(log, rt.start(&id)?),
-        OciCommand::State { id } => {
+        OciCommand::Start(IdArgs { id }) => warn_all(log, rt.start(&id)?),
+        OciCommand::State(IdArgs { id }) => {
             let info = rt.state(&id)?;
             println!("{}", pretty(&state_value(&info)));
         }
-        OciCommand::Kill { id, signal, all } => {
+        OciCommand::Kill(KillArgs { id, signal, all }) => {
             let sig = oci_runtime::parse_signal(&signal)?;
             rt.kill(&id, sig, all)?;
         }
-        OciCommand::Delete { id, force } => match rt.delete(&id, force) {
+        OciCommand::Delete(DeleteArgs { id, force }) => match rt.delete(&id, force) {
             Ok(w) => warn_all(log, w),
             // runc: deleting a missing container with --force is not an error.
             Err(Error::NotFound { .. }) if force => {}
