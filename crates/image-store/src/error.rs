@@ -111,12 +111,41 @@ pub enum Error {
         media_type: String,
     },
     /// An image index lists no manifest for the requested platform.
-    #[error("{what}: no manifest for platform {platform}")]
+    #[error("{what}: no manifest for platform {platform} (it has: {available})")]
     NoMatchingPlatform {
         /// The index's digest or source.
         what: String,
         /// The wanted `os/arch[/variant]`.
         platform: String,
+        /// The platforms the index lists, comma-separated.
+        available: String,
+    },
+    /// A config file (registry hosts, credentials) is malformed.
+    #[error("{path}{}: {reason}", span.map(|(l, c)| format!(" line {l} column {c}")).unwrap_or_default())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+        /// Line and column, when known.
+        span: Option<(usize, usize)>,
+    },
+    /// A registry request failed: the registry's status and error, or the
+    /// connection's.
+    #[error("{registry}: {what}: {reason}")]
+    Registry {
+        /// The registry (or mirror) host.
+        registry: String,
+        /// What was being fetched.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The operation was cancelled by its caller.
+    #[error("{what}: cancelled")]
+    Cancelled {
+        /// What was cancelled.
+        what: String,
     },
     /// An image reference does not parse.
     #[error("invalid image name {name:?}: {reason}")]

@@ -49,6 +49,7 @@ mod apply;
 mod digest;
 mod error;
 mod reference;
+pub mod registry;
 mod store;
 
 pub use apply::{
@@ -56,8 +57,8 @@ pub use apply::{
 };
 pub use digest::Digest;
 pub use error::{Error, Result};
-pub use reference::normalize_name;
+pub use reference::{Reference, normalize_name};
 pub use store::{
-    Descriptor, GcStats, Image, ImportOptions, Imported, Layer, Lease, NoProgress, Platform,
-    Progress, REF_NAME, Store,
+    Descriptor, GcStats, Image, ImportOptions, Imported, Layer, LayerEvent, Lease, NoProgress,
+    Platform, Progress, PullOptions, Pulled, REF_NAME, Store,
 };

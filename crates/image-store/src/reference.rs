@@ -83,6 +83,73 @@ pub fn normalize_name(name: &str) -> Result<String> {
     Ok(out)
 }
 
+/// A normalized image reference split into the parts a registry needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The registry host as users write it (`docker.io`, `localhost:5000`).
+    pub registry: String,
+    /// The repository path (`library/busybox`).
+    pub repository: String,
+    /// The tag, if any.
+    pub tag: Option<String>,
+    /// The digest, if any; it wins over the tag when both are given.
+    pub digest: Option<Digest>,
+}
+
+impl Reference {
+    /// Parses and normalizes `name` as [`normalize_name`] does.
+    pub fn parse(name: &str) -> Result<Self> {
+        let full = normalize_name(name)?;
+        let (rest, digest) = match full.split_once('@') {
+            Some((r, d)) => (r.to_string(), Some(Digest::parse(d)?)),
+            None => (full.clone(), None),
+        };
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (repo, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (
+                rest[..last_slash + i].to_string(),
+                Some(rest[last_slash + i + 1..].to_string()),
+            ),
+            None => (rest.clone(), None),
+        };
+        let (registry, repository) =
+            repo.split_once('/')
+                .ok_or_else(|| Error::InvalidReference {
+                    name: name.to_string(),
+                    reason: "no repository",
+                })?;
+        Ok(Self {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    /// The normalized name, as the store lists it.
+    pub fn name(&self) -> String {
+        let mut s = format!("{}/{}", self.registry, self.repository);
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(&d.to_string());
+        }
+        s
+    }
+
+    /// What to ask the registry's manifest endpoint for: the digest, else the tag.
+    pub fn locator(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".into(),
+        }
+    }
+}
+
 /// Whether `s` is only a tag (no repository), as umoci and skopeo write
 /// into `org.opencontainers.image.ref.name`.
 pub(crate) fn is_bare_tag(s: &str) -> bool {
@@ -194,6 +261,24 @@ mod tests {
         ] {
             assert!(normalize_name(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn splits_references() {
+        let r = Reference::parse("busybox").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/busybox", Some("latest"))
+        );
+        let d = format!("sha256:{}", "b".repeat(64));
+        let r = Reference::parse(&format!("localhost:5000/a/b:t@{d}")).unwrap();
+        assert_eq!(r.registry, "localhost:5000");
+        assert_eq!(r.repository, "a/b");
+        assert_eq!(r.tag.as_deref(), Some("t"));
+        assert_eq!(r.locator(), d);
+        assert_eq!(r.name(), format!("localhost:5000/a/b:t@{d}"));
+        let r = Reference::parse(&format!("quay.io/x@{d}")).unwrap();
+        assert_eq!((r.tag.clone(), r.locator()), (None, d));
     }
 
     #[test]

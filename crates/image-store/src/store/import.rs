@@ -322,6 +322,7 @@ impl Store {
             .ok_or_else(|| Error::NoMatchingPlatform {
                 what: digest.to_string(),
                 platform: platform.to_string(),
+                available: oci::platforms_of(&index),
             })?;
         self.resolve_manifest(source, pick, platform, depth + 1)
     }

@@ -16,6 +16,7 @@ mod import;
 mod mount;
 pub(crate) mod oci;
 mod pipeline;
+mod pull;
 mod snapshot;
 mod unpack;
 
@@ -32,19 +33,59 @@ use serde::{Deserialize, Serialize};
 pub use gc::GcStats;
 pub use import::{ImportOptions, Imported};
 pub use oci::{Descriptor, Platform, REF_NAME};
+pub use pull::{PullOptions, Pulled};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result, io_err};
 use crate::reference::normalize_name;
 use oci::{Index, Manifest};
 
-/// Receives progress of long operations (imports, unpacks); called from
-/// worker threads.
+/// Receives progress of long operations (imports, pulls, unpacks); called
+/// from worker threads.
 pub trait Progress: Sync {
     /// The total number of bytes the operation will read, once known.
     fn total(&self, _bytes: u64) {}
     /// `bytes` more have been read.
     fn advance(&self, _bytes: u64) {}
+    /// Something happened to one layer (pulls).
+    fn layer(&self, _event: &LayerEvent<'_>) {}
+}
+
+/// What happens to a layer during a pull, in this order for each layer
+/// that is fetched; a layer whose snapshot and blob are already in the
+/// store gets only [`LayerEvent::Present`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayerEvent<'a> {
+    /// Already in the store; nothing to fetch.
+    Present {
+        /// The layer's blob digest.
+        digest: &'a Digest,
+    },
+    /// Its download (or read) started; `size` is the blob's.
+    Started {
+        /// The layer's blob digest.
+        digest: &'a Digest,
+        /// The blob's size in bytes.
+        size: u64,
+    },
+    /// `bytes` more of its blob were read.
+    Bytes {
+        /// The layer's blob digest.
+        digest: &'a Digest,
+        /// How many.
+        bytes: u64,
+    },
+    /// Its blob digest and its diff_id both matched.
+    Verified {
+        /// The layer's blob digest.
+        digest: &'a Digest,
+    },
+    /// Its snapshot is complete and visible.
+    Done {
+        /// The layer's blob digest.
+        digest: &'a Digest,
+    },
 }
 
 /// A [`Progress`] that ignores everything.

@@ -22,6 +22,23 @@ pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.ma
 /// The annotation that names an image in an OCI layout's `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The platforms an index lists, for an error message.
+pub(crate) fn platforms_of(index: &Index) -> String {
+    let list: Vec<String> = index
+        .manifests
+        .iter()
+        .map(|m| match &m.platform {
+            Some(p) => p.to_string(),
+            None => "(no platform)".to_string(),
+        })
+        .collect();
+    if list.is_empty() {
+        "no manifests".into()
+    } else {
+        list.join(", ")
+    }
+}
+
 pub(crate) fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_LIST
 }

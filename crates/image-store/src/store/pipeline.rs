@@ -99,13 +99,6 @@ impl Decoder {
     /// if the applier stopped reading first.
     pub(crate) fn run(self, store: &Store, layer: &Layer, progress: &dyn Progress) -> Result<bool> {
         let digest = layer.blob.digest()?;
-        let compression =
-            Compression::from_media_type(&layer.blob.media_type).ok_or_else(|| {
-                Error::UnsupportedMediaType {
-                    digest: digest.to_string(),
-                    media_type: layer.blob.media_type.clone(),
-                }
-            })?;
         let path = store.blob_path(&digest);
         let file = File::open(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
@@ -121,13 +114,32 @@ impl Decoder {
                 }
             }
         })?;
+        self.run_from(file, layer, progress)
+    }
+
+    /// As [`Decoder::run`], with the compressed blob read from `source`
+    /// (a download, say) instead of the store.
+    pub(crate) fn run_from(
+        self,
+        source: impl Read,
+        layer: &Layer,
+        progress: &dyn Progress,
+    ) -> Result<bool> {
+        let digest = layer.blob.digest()?;
+        let compression =
+            Compression::from_media_type(&layer.blob.media_type).ok_or_else(|| {
+                Error::UnsupportedMediaType {
+                    digest: digest.to_string(),
+                    media_type: layer.blob.media_type.clone(),
+                }
+            })?;
         let read_err = |source| Error::ReadLayer {
             layer: digest.to_string(),
             source,
         };
         let mut stream = decompress(
             Counting {
-                inner: file,
+                inner: source,
                 progress,
             },
             compression,

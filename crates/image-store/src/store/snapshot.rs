@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags, Timestamps};
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::pipeline;
-use super::{Image, Layer, Progress, Store, sync_parent};
+use super::{Image, Layer, LayerEvent, Progress, Store, sync_parent};
 use crate::apply::rooted::{Rooted, lstat_at, open_in_root};
 use crate::apply::{ApplyOptions, ApplyStats, Compression, PendingLink, WhiteoutMode};
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result, io_err};
 
 impl Store {
@@ -32,8 +35,7 @@ impl Store {
         mode: WhiteoutMode,
         progress: &dyn Progress,
     ) -> Result<ApplyStats> {
-        let (decoder, reader) = pipeline::channel();
-        self.apply_from(layer, dest, mode, progress, decoder, reader)
+        self.apply_from(layer, dest, mode, progress, None)
     }
 
     pub(crate) fn apply_from(
@@ -42,16 +44,19 @@ impl Store {
         dest: &Path,
         mode: WhiteoutMode,
         progress: &dyn Progress,
-        decoder: pipeline::Decoder,
-        mut reader: pipeline::ChunkReader,
+        source: Option<&mut (dyn io::Read + Send)>,
     ) -> Result<ApplyStats> {
+        let (decoder, mut reader) = pipeline::channel();
         let opts = ApplyOptions {
             whiteouts: mode,
             compression: Compression::None,
             ..ApplyOptions::default()
         };
         std::thread::scope(|s| {
-            let h = s.spawn(|| decoder.run(self, layer, progress));
+            let h = s.spawn(|| match source {
+                Some(src) => decoder.run_from(src, layer, progress),
+                None => decoder.run(self, layer, progress),
+            });
             let mut res = crate::apply::apply_stream(dest, &mut reader, &opts);
             if res.is_ok()
                 && let Err(source) = reader.drain()
@@ -75,33 +80,58 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<Vec<PathBuf>> {
         let _g = self.lock_shared()?;
-        let missing: Vec<&Layer> = image
+        self.make_snapshots(&image.layers, &|_| Ok(None), usize::MAX, progress)?;
+        Ok(image
             .layers
+            .iter()
+            .map(|l| self.snapshot_dir(&l.chain_id))
+            .collect())
+    }
+
+    /// Makes the missing snapshots of `layers` (an image's, bottom first),
+    /// at most `jobs` at a time. `fetch` gives a layer's compressed bytes
+    /// when its blob is to come from elsewhere (a registry): they are then
+    /// stored as the blob, verified, decompressed, checked against the
+    /// diff_id and applied in one pass. `None` reads the stored blob.
+    /// Nothing is visible until every layer has matched. The caller holds
+    /// the shared store lock.
+    pub(crate) fn make_snapshots(
+        &self,
+        layers: &[Layer],
+        fetch: &Fetch<'_>,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let missing: Vec<&Layer> = layers
             .iter()
             .filter(|l| !self.snapshot_dir(&l.chain_id).exists())
             .collect();
         progress.total(missing.iter().map(|l| l.blob.size).sum());
-        let results: Vec<(PathBuf, Result<ApplyStats>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = missing
-                .iter()
-                .map(|layer| {
-                    let tmp = self.temp_path("snap");
-                    s.spawn(move || {
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Outcome>>> = missing.iter().map(|_| Mutex::new(None)).collect();
+        let workers = jobs.clamp(1, missing.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(layer) = missing.get(i) else {
+                            return;
+                        };
+                        let tmp = self.temp_path("snap");
                         let fs_dir = tmp.join("fs");
                         let res = fs::create_dir_all(&fs_dir)
                             .map_err(io_err("create snapshot dir", &fs_dir))
-                            .and_then(|()| {
-                                self.apply_layer(layer, &fs_dir, WhiteoutMode::Overlay, progress)
-                            });
-                        (tmp, res)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
+                            .and_then(|()| self.snapshot_one(layer, &fs_dir, fetch, progress));
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some((tmp, res));
+                    }
+                });
+            }
         });
+        let results: Vec<Outcome> = slots
+            .into_iter()
+            .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect();
         let mut first_err = None;
         let mut results_ok: Vec<(PathBuf, ApplyStats)> = Vec::new();
         let mut tmps: Vec<PathBuf> = Vec::new();
@@ -126,13 +156,13 @@ impl Store {
         let results = results_ok;
         // Where each layer's files are right now: final dir or temp dir.
         let mut at: HashMap<&Digest, PathBuf> = HashMap::new();
-        for l in &image.layers {
+        for l in layers {
             at.insert(&l.chain_id, self.snapshot_dir(&l.chain_id));
         }
         for (l, (tmp, _)) in missing.iter().zip(&results) {
             at.insert(&l.chain_id, tmp.join("fs"));
         }
-        for (idx, layer) in image.layers.iter().enumerate() {
+        for (idx, layer) in layers.iter().enumerate() {
             let Some(pos) = missing.iter().position(|m| m.chain_id == layer.chain_id) else {
                 continue;
             };
@@ -140,7 +170,7 @@ impl Store {
             if stats.pending_links.is_empty() {
                 continue;
             }
-            let lowers: Vec<PathBuf> = image.layers[..idx]
+            let lowers: Vec<PathBuf> = layers[..idx]
                 .iter()
                 .rev()
                 .map(|l| at[&l.chain_id].clone())
@@ -183,11 +213,165 @@ impl Store {
         if !missing.is_empty() {
             sync_parent(&self.meta.join("snapshots").join("x"))?;
         }
-        Ok(image
-            .layers
-            .iter()
-            .map(|l| self.snapshot_dir(&l.chain_id))
-            .collect())
+        for l in &missing {
+            if let Ok(d) = l.blob.digest() {
+                progress.layer(&LayerEvent::Done { digest: &d });
+            }
+        }
+        Ok(())
+    }
+
+    /// Unpacks one layer into `fs_dir`, from `fetch`'s bytes (also stored
+    /// as the blob) or from the stored blob.
+    fn snapshot_one(
+        &self,
+        layer: &Layer,
+        fs_dir: &Path,
+        fetch: &Fetch<'_>,
+        progress: &dyn Progress,
+    ) -> Result<ApplyStats> {
+        let Some(source) = fetch(layer)? else {
+            return self.apply_layer(layer, fs_dir, WhiteoutMode::Overlay, progress);
+        };
+        let digest = layer.blob.digest()?;
+        progress.layer(&LayerEvent::Started {
+            digest: &digest,
+            size: layer.blob.size,
+        });
+        let mut tee = BlobTee::new(self, source, &digest, layer.blob.size, progress)?;
+        let applied = self.apply_from(
+            layer,
+            fs_dir,
+            WhiteoutMode::Overlay,
+            progress,
+            Some(&mut tee),
+        );
+        // The blob is checked (and kept) even when the layer failed to
+        // apply: a verified blob is good for a retry.
+        let stored = tee.finish();
+        // A blob that does not match explains a failed apply best.
+        let stats = match (applied, stored) {
+            (_, Err(e @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. }))) => {
+                return Err(e);
+            }
+            (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+            (Ok(stats), Ok(())) => stats,
+        };
+        progress.layer(&LayerEvent::Verified { digest: &digest });
+        Ok(stats)
+    }
+}
+
+/// A layer's temp snapshot dir and how its unpacking went.
+type Outcome = (PathBuf, Result<ApplyStats>);
+
+/// Where a missing layer's compressed bytes come from; `None`: the store.
+pub(crate) type Fetch<'f> =
+    dyn Fn(&Layer) -> Result<Option<Box<dyn io::Read + Send + 'f>>> + Sync + 'f;
+
+/// Passes a blob's bytes through to the unpacker while writing them to a
+/// temp file and hashing them; [`BlobTee::finish`] checks size and digest
+/// and only then moves the file into the store.
+struct BlobTee<'a> {
+    store: &'a Store,
+    inner: Box<dyn io::Read + Send + 'a>,
+    file: Option<fs::File>,
+    tmp: PathBuf,
+    hasher: Hasher,
+    digest: &'a Digest,
+    size: u64,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> BlobTee<'a> {
+    fn new(
+        store: &'a Store,
+        inner: Box<dyn io::Read + Send + 'a>,
+        digest: &'a Digest,
+        size: u64,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        let tmp = store.temp_path("blob");
+        let file = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+        Ok(Self {
+            store,
+            inner,
+            file: Some(file),
+            tmp,
+            hasher: Hasher::default(),
+            digest,
+            size,
+            progress,
+        })
+    }
+
+    /// Reads what the unpacker left (a compressed stream may end before
+    /// its data does), then verifies and stores the blob.
+    fn finish(mut self) -> Result<()> {
+        let drained = io::copy(&mut self, &mut io::sink());
+        let res = self.commit(drained);
+        if res.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        res
+    }
+
+    fn commit(&mut self, drained: io::Result<u64>) -> Result<()> {
+        if let Err(e) = drained {
+            return Err(Error::ReadLayer {
+                layer: self.digest.to_string(),
+                source: e,
+            });
+        }
+        let size = self.hasher.len();
+        if size != self.size {
+            return Err(Error::SizeMismatch {
+                digest: self.digest.to_string(),
+                expected: self.size,
+                actual: size,
+            });
+        }
+        let actual = self.hasher.clone().finish();
+        if &actual != self.digest {
+            return Err(Error::DigestMismatch {
+                what: "blob",
+                expected: self.digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        let file = self.file.take().ok_or_else(|| Error::ReadLayer {
+            layer: self.digest.to_string(),
+            source: io::Error::other("blob file already closed"),
+        })?;
+        file.sync_all().map_err(io_err("fsync", &self.tmp))?;
+        drop(file);
+        let dest = self.store.blob_path(self.digest);
+        fs::rename(&self.tmp, &dest).map_err(io_err("rename blob into place", &dest))?;
+        sync_parent(&dest)
+    }
+}
+
+impl io::Read for BlobTee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.hasher.len() + n as u64 > self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {} is larger than its {} bytes",
+                    self.digest, self.size
+                ),
+            ));
+        }
+        if let Some(f) = self.file.as_mut() {
+            io::Write::write_all(f, &buf[..n])?;
+        }
+        self.hasher.update(&buf[..n]);
+        self.progress.layer(&LayerEvent::Bytes {
+            digest: self.digest,
+            bytes: n as u64,
+        });
+        Ok(n)
     }
 }
 
