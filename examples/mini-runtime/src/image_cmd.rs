@@ -34,6 +34,24 @@ pub(crate) enum ImageCommand {
         #[arg(long)]
         platform: Option<String>,
     },
+    /// Pull an image from a registry, with snapshots of its layers.
+    Pull {
+        /// Image reference (`busybox`, `localhost:5000/app:1`, `name@sha256:...`).
+        name: String,
+        /// Platform to take from an image index, as os/arch[/variant].
+        #[arg(long)]
+        platform: Option<String>,
+        /// Registry config (mirrors, insecure hosts, CAs, credentials; TOML).
+        #[arg(
+            long,
+            env = "MINI_RUNTIME_REGISTRY_CONFIG",
+            default_value = "/etc/mini-runtime/registries.toml"
+        )]
+        registry_config: PathBuf,
+        /// Layers fetched at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
     /// List images.
     Ls,
     /// Show an image's manifest, config and layers as JSON.
@@ -134,6 +152,39 @@ fn dispatch(opts: &StoreOpts, cmd: ImageCommand) -> Result<(), CmdError> {
             for imp in done {
                 println!("{} {}", imp.name, imp.manifest.digest_str);
             }
+        }
+        ImageCommand::Pull {
+            name,
+            platform,
+            registry_config,
+            jobs,
+        } => {
+            let config = match std::fs::metadata(&registry_config) {
+                Ok(_) => image_store::registry::RegistryConfig::load(&registry_config)?,
+                // The default file is optional; one named in the environment
+                // or on the command line is read (and its absence reported).
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && registry_config == Path::new("/etc/mini-runtime/registries.toml")
+                        && std::env::var_os("MINI_RUNTIME_REGISTRY_CONFIG").is_none() =>
+                {
+                    image_store::registry::RegistryConfig::default()
+                }
+                Err(_) => image_store::registry::RegistryConfig::load(&registry_config)?,
+            };
+            let client = image_store::registry::Client::new(config);
+            let mut po = image_store::PullOptions {
+                jobs: jobs.max(1),
+                ..image_store::PullOptions::default()
+            };
+            if let Some(p) = platform {
+                po.platform = parse_platform(&p)?;
+            }
+            let progress = PullProgress::new();
+            let pulled = store.pull(&client, &name, &po, &progress);
+            progress.finish();
+            let pulled = pulled?;
+            println!("{} {}", pulled.name, pulled.manifest.digest_str);
         }
         ImageCommand::Ls => {
             let list = store.list()?;
@@ -364,6 +415,87 @@ impl Bar {
     fn finish(&self) {
         if let Some(b) = &self.bar {
             b.0.finish_and_clear();
+        }
+    }
+}
+
+/// A pull's progress: a bar per layer when stderr is a terminal, a line per
+/// layer event otherwise.
+struct PullProgress {
+    bars: Option<(
+        indicatif::MultiProgress,
+        std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+    )>,
+}
+
+impl PullProgress {
+    fn new() -> Self {
+        let bars = std::io::stderr().is_terminal().then(|| {
+            (
+                indicatif::MultiProgress::new(),
+                std::sync::Mutex::new(std::collections::HashMap::new()),
+            )
+        });
+        Self { bars }
+    }
+
+    fn finish(&self) {
+        if let Some((multi, _)) = &self.bars {
+            let _ = multi.clear();
+        }
+    }
+}
+
+impl Progress for PullProgress {
+    fn layer(&self, event: &image_store::LayerEvent<'_>) {
+        use image_store::LayerEvent;
+        let short = |d: &image_store::Digest| d.hex().get(..12).unwrap_or(d.hex()).to_string();
+        let Some((multi, bars)) = &self.bars else {
+            match event {
+                LayerEvent::Present { digest } => {
+                    eprintln!("layer {} already present", short(digest))
+                }
+                LayerEvent::Started { digest, size } => {
+                    eprintln!("layer {} fetching {}", short(digest), human(*size))
+                }
+                LayerEvent::Verified { digest } => eprintln!("layer {} verified", short(digest)),
+                LayerEvent::Done { digest } => eprintln!("layer {} done", short(digest)),
+                _ => {}
+            }
+            return;
+        };
+        let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            LayerEvent::Started { digest, size } => {
+                let bar = multi.add(indicatif::ProgressBar::new(*size));
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_message(short(digest));
+                bars.insert(digest.to_string(), bar);
+            }
+            LayerEvent::Bytes { digest, bytes } => {
+                if let Some(b) = bars.get(&digest.to_string()) {
+                    b.inc(*bytes);
+                }
+            }
+            LayerEvent::Verified { digest } => {
+                if let Some(b) = bars.get(&digest.to_string()) {
+                    b.set_message(format!("{} verified", short(digest)));
+                }
+            }
+            LayerEvent::Done { digest } => {
+                if let Some(b) = bars.remove(&digest.to_string()) {
+                    b.finish_and_clear();
+                }
+                let _ = multi.println(format!("layer {} done", short(digest)));
+            }
+            LayerEvent::Present { digest } => {
+                let _ = multi.println(format!("layer {} already present", short(digest)));
+            }
+            _ => {}
         }
     }
 }

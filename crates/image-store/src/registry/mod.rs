@@ -497,6 +497,7 @@ impl Client {
             offset: 0,
             body: None,
             resumes: 0,
+            wrong_size: false,
         };
         r.open()?;
         Ok(r)
@@ -514,6 +515,10 @@ pub(crate) struct BlobReader<'c> {
     offset: u64,
     body: Option<Box<dyn Read + Send + 'static>>,
     resumes: u32,
+    /// The server announced another size than the descriptor's: its
+    /// (complete) answer is read as it is, for the size check to refuse,
+    /// and never resumed.
+    wrong_size: bool,
 }
 
 const RESUMES: u32 = 8;
@@ -533,6 +538,24 @@ impl BlobReader<'_> {
             &what,
         )?;
         let status = resp.status().as_u16();
+        let length = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let total = if status == 206 {
+            resp.headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit('/').next())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .or(length.map(|l| l + self.offset))
+        } else {
+            length
+        };
+        if total.is_some_and(|t| t != self.size) {
+            self.wrong_size = true;
+        }
         let mut body: Box<dyn Read + Send> = Box::new(resp.into_body().into_reader());
         if self.offset > 0 && status != 206 {
             // The server ignored the range: skip what we already have.
@@ -565,7 +588,7 @@ impl Read for BlobReader<'_> {
             };
             let res = body.read(buf);
             match res {
-                Ok(0) if self.offset >= self.size => return Ok(0),
+                Ok(0) if self.offset >= self.size || self.wrong_size => return Ok(0),
                 Ok(n) if n > 0 => {
                     self.offset += n as u64;
                     return Ok(n);

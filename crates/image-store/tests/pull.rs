@@ -1,0 +1,667 @@
+//! Pulls: from Debian's docker-registry (images pushed to it with skopeo),
+//! and from a small registry of the test's own that misbehaves on purpose
+//! (429s, a dropped connection mid-blob, a wrong digest, token auth).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{
+    Comp, put_blob, put_image, put_index, require_root, require_tool, run, sample_layers,
+};
+use image_store::registry::{Client, RegistryConfig};
+use image_store::{Error, LayerEvent, Progress, PullOptions, Store};
+
+fn client() -> Client {
+    Client::new(RegistryConfig::default()).with_backoff(Duration::from_millis(10))
+}
+
+fn pull(store: &Store, name: &str) -> image_store::Result<image_store::Pulled> {
+    store.pull(
+        &client(),
+        name,
+        &PullOptions::default(),
+        &image_store::NoProgress,
+    )
+}
+
+/// Debian's docker-registry on 127.0.0.1, with its own config and storage.
+struct Registry {
+    _dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_registry() -> Option<Registry> {
+    if !require_tool("docker-registry", "pull tests") || !require_tool("skopeo", "pull tests") {
+        return None;
+    }
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry");
+        let mut reg = Registry {
+            _dir: dir,
+            child,
+            port,
+        };
+        for _ in 0..200 {
+            if let Ok(Some(_)) = reg.child.try_wait() {
+                break; // the port was taken meanwhile: try another
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(reg);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    panic!("docker-registry did not start");
+}
+
+/// Pushes the image named `tag` of an OCI layout to `127.0.0.1:port/repo:tag`.
+fn push(layout: &Path, tag: &str, port: u16, repo: &str, all: bool) {
+    let src = format!("oci:{}:{tag}", layout.display());
+    let dst = format!("docker://127.0.0.1:{port}/{repo}:{tag}");
+    let mut args = vec!["copy", "--quiet", "--dest-tls-verify=false"];
+    if all {
+        args.push("--all");
+    }
+    args.extend([src.as_str(), dst.as_str()]);
+    let (ok, out) = run("skopeo", &args);
+    assert!(ok, "skopeo copy: {out}");
+}
+
+#[derive(Default)]
+struct Events(Mutex<Vec<String>>);
+
+impl Progress for Events {
+    fn layer(&self, e: &LayerEvent<'_>) {
+        let s = match e {
+            LayerEvent::Present { digest } => format!("present {digest}"),
+            LayerEvent::Started { digest, .. } => format!("started {digest}"),
+            LayerEvent::Verified { digest } => format!("verified {digest}"),
+            LayerEvent::Done { digest } => format!("done {digest}"),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(s);
+    }
+}
+
+#[test]
+fn pulls_from_docker_registry_into_blobs_and_snapshots() {
+    if !require_root("pulls_from_docker_registry_into_blobs_and_snapshots") {
+        return;
+    }
+    let Some(reg) = start_registry() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
+    put_index(&layout, &[(Some("t"), m)]);
+    push(&layout, "t", reg.port, "test/app", false);
+
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let name = format!("127.0.0.1:{}/test/app:t", reg.port);
+    let events = Events::default();
+    let got = store
+        .pull(&client(), &name, &PullOptions::default(), &events)
+        .unwrap();
+    assert_eq!(got.name, name);
+    assert_eq!(got.fetched_layers, 2);
+    let image = store.image(&name).unwrap();
+    for l in &image.layers {
+        assert!(store.has_blob(&l.blob.digest().unwrap()));
+        assert!(store.snapshot_dir(&l.chain_id).is_dir());
+        let d = &l.blob.digest_str;
+        let ev = events.0.lock().unwrap();
+        let order: Vec<_> = ["started", "verified", "done"]
+            .iter()
+            .map(|k| ev.iter().position(|e| *e == format!("{k} {d}")))
+            .collect();
+        assert!(
+            order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]),
+            "{ev:?}"
+        );
+    }
+    let upper = store.snapshot_dir(&image.layers[1].chain_id);
+    assert_eq!(
+        std::fs::read(upper.join("etc/hostname")).unwrap(),
+        b"upper\n"
+    );
+    // Nothing left in the store's temp dir.
+    assert_eq!(
+        std::fs::read_dir(store.root().join(".store/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // The store stays an OCI layout skopeo reads.
+    let (ok, out) = run(
+        "skopeo",
+        &["inspect", &format!("oci:{}:{name}", store.root().display())],
+    );
+    assert!(ok, "skopeo inspect of the store: {out}");
+
+    // Again: nothing is fetched, every layer is present.
+    let events = Events::default();
+    let again = store
+        .pull(&client(), &name, &PullOptions::default(), &events)
+        .unwrap();
+    assert_eq!(again.fetched_layers, 0);
+    assert!(
+        events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| e.starts_with("present"))
+    );
+
+    // By digest, and a short name resolving to the same manifest.
+    let by_digest = format!(
+        "127.0.0.1:{}/test/app@{}",
+        reg.port, got.manifest.digest_str
+    );
+    assert_eq!(
+        pull(&store, &by_digest).unwrap().manifest.digest_str,
+        got.manifest.digest_str
+    );
+
+    // A tag that is not there: the registry's own words.
+    let err = pull(&store, &format!("127.0.0.1:{}/test/app:nope", reg.port))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("404") && err.contains("MANIFEST_UNKNOWN"),
+        "{err}"
+    );
+
+    // An index without our platform names what it has.
+    let multi = tmp.path().join("multi");
+    let arm = put_image(&multi, &sample_layers(), Comp::Gzip, "arm64");
+    let mut arm_entry = arm.clone();
+    arm_entry["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [arm_entry],
+    });
+    let index = put_blob(
+        &multi,
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&index).unwrap(),
+    );
+    put_index(&multi, &[(Some("m"), index)]);
+    push(&multi, "m", reg.port, "test/multi", true);
+    let err = pull(&store, &format!("127.0.0.1:{}/test/multi:m", reg.port)).unwrap_err();
+    assert!(matches!(err, Error::NoMatchingPlatform { .. }), "{err}");
+    let err = err.to_string();
+    assert!(
+        err.contains("linux/amd64") && err.contains("linux/arm64"),
+        "{err}"
+    );
+    let mut arm_opts = PullOptions::default();
+    arm_opts.platform.architecture = "arm64".into();
+    store
+        .pull(
+            &client(),
+            &format!("127.0.0.1:{}/test/multi:m", reg.port),
+            &arm_opts,
+            &image_store::NoProgress,
+        )
+        .unwrap();
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_share_the_store() {
+    if !require_root("concurrent_pulls_of_one_image_share_the_store") {
+        return;
+    }
+    let Some(reg) = start_registry() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let m = put_image(&layout, &sample_layers(), Comp::Zstd, "amd64");
+    put_index(&layout, &[(Some("c"), m)]);
+    push(&layout, "c", reg.port, "conc/app", false);
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let name = format!("127.0.0.1:{}/conc/app:c", reg.port);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| pull(&store, &name))).collect();
+        for h in hs {
+            h.join().unwrap().unwrap();
+        }
+    });
+    let image = store.image(&name).unwrap();
+    for l in &image.layers {
+        assert!(store.snapshot_dir(&l.chain_id).is_dir());
+    }
+    assert_eq!(
+        std::fs::read_dir(store.root().join(".store/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// How the test's own registry misbehaves.
+#[derive(Default, Clone)]
+struct Faults {
+    /// Answer this many requests with 429 first.
+    too_many: usize,
+    /// Cut the first response of each blob after this many bytes.
+    drop_blob_after: Option<usize>,
+    /// Serve these bytes for every gzip layer instead of the real ones.
+    wrong_blob: Option<Vec<u8>>,
+    /// Require a Bearer token from its token endpoint, given for these
+    /// basic credentials.
+    token_for: Option<(String, String)>,
+}
+
+/// A registry serving an OCI layout over plain HTTP on 127.0.0.1, with
+/// `Faults`. Counts requests.
+struct FakeRegistry {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+fn fake_registry(layout: &Path, faults: Faults) -> FakeRegistry {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let layout = layout.to_path_buf();
+    let seen = requests.clone();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let dropped: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let (layout, faults, seen, counter, dropped) = (
+                layout.clone(),
+                faults.clone(),
+                seen.clone(),
+                counter.clone(),
+                dropped.clone(),
+            );
+            std::thread::spawn(move || {
+                let _ = serve_one(conn, &layout, &faults, &seen, &counter, &dropped, port);
+            });
+        }
+    });
+    FakeRegistry { port, requests }
+}
+
+fn serve_one(
+    mut conn: TcpStream,
+    layout: &Path,
+    faults: &Faults,
+    seen: &Mutex<Vec<String>>,
+    counter: &AtomicUsize,
+    dropped: &Mutex<HashMap<String, bool>>,
+    port: u16,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    seen.lock().unwrap().push(format!(
+        "{path} range={}",
+        headers.get("range").cloned().unwrap_or_default()
+    ));
+    let respond = |conn: &mut TcpStream, status: &str, extra: &str, body: &[u8]| {
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes())?;
+        conn.write_all(body)
+    };
+    if counter.fetch_add(1, Ordering::SeqCst) < faults.too_many {
+        return respond(
+            &mut conn,
+            "429 Too Many Requests",
+            "Retry-After: 0\r\n",
+            b"slow down",
+        );
+    }
+    if let Some((user, pass)) = &faults.token_for {
+        use base64::Engine as _;
+        if path.starts_with("/token") {
+            let want = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+            );
+            if headers.get("authorization") != Some(&want) {
+                return respond(
+                    &mut conn,
+                    "401 Unauthorized",
+                    "Content-Type: application/json\r\n",
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad user name or password"}]}"#,
+                );
+            }
+            assert!(
+                path.contains("scope=repository%3Aauth%2Fapp%3Apull"),
+                "{path}"
+            );
+            return respond(
+                &mut conn,
+                "200 OK",
+                "",
+                br#"{"token":"tok-1","expires_in":300}"#,
+            );
+        }
+        if headers.get("authorization").map(String::as_str) != Some("Bearer tok-1") {
+            let challenge = format!(
+                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"repository:auth/app:pull\"\r\n"
+            );
+            return respond(&mut conn, "401 Unauthorized", &challenge, b"");
+        }
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return respond(&mut conn, "404 Not Found", "", b"");
+    };
+    if rest.is_empty() {
+        return respond(&mut conn, "200 OK", "", b"{}");
+    }
+    let (kind, reference) = if let Some(i) = rest.find("/manifests/") {
+        ("manifests", &rest[i + 11..])
+    } else if let Some(i) = rest.find("/blobs/") {
+        ("blobs", &rest[i + 7..])
+    } else {
+        return respond(&mut conn, "404 Not Found", "", b"");
+    };
+    let digest = if reference.starts_with("sha256:") {
+        reference.to_string()
+    } else {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json"))?).unwrap();
+        match index["manifests"].as_array().and_then(|ms| {
+            ms.iter().find(|m| {
+                m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(reference)
+            })
+        }) {
+            Some(m) => m["digest"].as_str().unwrap_or_default().to_string(),
+            None => {
+                return respond(
+                    &mut conn,
+                    "404 Not Found",
+                    "",
+                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+                );
+            }
+        }
+    };
+    let file = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let Ok(mut body) = std::fs::read(&file) else {
+        return respond(
+            &mut conn,
+            "404 Not Found",
+            "",
+            br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#,
+        );
+    };
+    if kind == "manifests" {
+        let mt = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["mediaType"]
+            .as_str()
+            .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+            .to_string();
+        return respond(
+            &mut conn,
+            "200 OK",
+            &format!("Content-Type: {mt}\r\n"),
+            &body,
+        );
+    }
+    if let Some(w) = &faults.wrong_blob
+        && body.starts_with(&[0x1f, 0x8b])
+    {
+        body = w.clone();
+    }
+    let start: usize = headers
+        .get("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.trim_end_matches('-').parse().ok())
+        .unwrap_or(0);
+    if start > 0 {
+        let part = &body[start.min(body.len())..];
+        let extra = format!(
+            "Content-Range: bytes {start}-{}/{}\r\n",
+            body.len().saturating_sub(1),
+            body.len()
+        );
+        return respond(&mut conn, "206 Partial Content", &extra, part);
+    }
+    if let Some(n) = faults.drop_blob_after {
+        let first = !dropped
+            .lock()
+            .unwrap()
+            .insert(digest.clone(), true)
+            .unwrap_or(false);
+        if first && body.len() > n {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(&body[..n])?;
+            conn.flush()?;
+            // Gone mid-blob.
+            return conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+    respond(&mut conn, "200 OK", "", &body)
+}
+
+/// A layout whose layers are big enough to be cut in the middle.
+fn big_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("big");
+    let mut layers = sample_layers();
+    let mut l = common::Layer::new();
+    let noise: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    l.dir("data", 0o755).file("data/noise", &noise);
+    layers.push(l.tar());
+    let m = put_image(&layout, &layers, Comp::Gzip, "amd64");
+    put_index(&layout, &[(Some("v1"), m)]);
+    layout
+}
+
+#[test]
+fn retries_429_and_resumes_a_dropped_blob() {
+    if !require_root("retries_429_and_resumes_a_dropped_blob") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = big_layout(tmp.path());
+    let reg = fake_registry(
+        &layout,
+        Faults {
+            too_many: 2,
+            drop_blob_after: Some(100_000),
+            ..Faults::default()
+        },
+    );
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let name = format!("127.0.0.1:{}/big/app:v1", reg.port);
+    let got = pull(&store, &name).unwrap();
+    assert_eq!(got.fetched_layers, 3);
+    let image = store.image(&name).unwrap();
+    let top = store.snapshot_dir(&image.layers[2].chain_id);
+    assert_eq!(
+        std::fs::metadata(top.join("data/noise")).unwrap().len(),
+        3_000_000
+    );
+    let reqs = reg.requests.lock().unwrap();
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("/blobs/") && r.contains("range=bytes=100000-")),
+        "no resumed request: {reqs:?}"
+    );
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_stores_nothing() {
+    if !require_root("a_blob_that_does_not_match_its_digest_stores_nothing") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = big_layout(tmp.path());
+    // A valid gzip tar, just not the one the manifest names.
+    let mut other = common::Layer::new();
+    other.file("evil", b"not what was announced");
+    let reg = fake_registry(
+        &layout,
+        Faults {
+            wrong_blob: Some(other.gzip()),
+            ..Faults::default()
+        },
+    );
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let name = format!("127.0.0.1:{}/big/app:v1", reg.port);
+    let err = pull(&store, &name).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
+        ),
+        "{msg}"
+    );
+    assert!(store.list().unwrap().is_empty());
+    // Only the config, which was fetched first and matched, may stay (a
+    // retry reuses it); nothing of the wrong content.
+    let manifest: serde_json::Value = {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let d = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(d)).unwrap())
+            .unwrap()
+    };
+    let config = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    for e in std::fs::read_dir(store.root().join("blobs/sha256")).unwrap() {
+        let name = e.unwrap().file_name();
+        assert_eq!(
+            name.to_str(),
+            Some(config),
+            "a blob other than the config was stored"
+        );
+    }
+    let snaps = std::fs::read_dir(store.root().join(".store/snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(snaps, 0, "a snapshot was made");
+    assert_eq!(
+        std::fs::read_dir(store.root().join(".store/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn bearer_token_auth_and_a_wrong_password() {
+    if !require_root("bearer_token_auth_and_a_wrong_password") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
+    put_index(&layout, &[(Some("a"), m)]);
+    let reg = fake_registry(
+        &layout,
+        Faults {
+            token_for: Some(("alice".into(), "s3cret".into())),
+            ..Faults::default()
+        },
+    );
+    let host = format!("127.0.0.1:{}", reg.port);
+    let config = |password: &str| {
+        RegistryConfig::parse(
+            &format!("[registries.\"{host}\"]\nusername = \"alice\"\npassword = \"{password}\"\n"),
+            Path::new("test.toml"),
+        )
+        .unwrap()
+    };
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let name = format!("{host}/auth/app:a");
+    let err = store
+        .pull(
+            &Client::new(config("wrong")),
+            &name,
+            &PullOptions::default(),
+            &image_store::NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("401") && err.contains("bad user name or password"),
+        "{err}"
+    );
+    let anonymous = pull(&store, &name).unwrap_err().to_string();
+    assert!(anonymous.contains("401"), "{anonymous}");
+    let c = Client::new(config("s3cret"));
+    store
+        .pull(&c, &name, &PullOptions::default(), &image_store::NoProgress)
+        .unwrap();
+    // The token is reused: one token request for the whole pull.
+    let reqs = reg.requests.lock().unwrap();
+    let tokens = reqs.iter().filter(|r| r.starts_with("/token")).count();
+    assert_eq!(tokens, 3, "wrong, anonymous-less and right: {reqs:?}");
+}
