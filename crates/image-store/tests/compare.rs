@@ -217,3 +217,45 @@ fn overlay_mount_of_snapshots_matches_flattened_unpack() {
     drop(guard);
     assert!(std::fs::read_dir(&target).unwrap().next().is_none());
 }
+
+/// The most layers a Docker build makes: 127, each adding a file and
+/// replacing a shared one. Their snapshot paths overflow the one page of
+/// mount options the classic `mount(2)` takes.
+#[test]
+fn overlay_mount_of_127_layers() {
+    if !require_root("overlay_mount_of_127_layers") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("many");
+    let layers: Vec<Vec<u8>> = (0..127)
+        .map(|i| {
+            let mut l = common::Layer::new();
+            l.file(&format!("layer-{i}"), format!("{i}\n").as_bytes())
+                .file("top", format!("{i}\n").as_bytes());
+            l.tar()
+        })
+        .collect();
+    let m = common::put_image(&layout, &layers, common::Comp::Gzip, "amd64");
+    common::put_index(&layout, &[(Some("latest"), m)]);
+    // Under a long path, as a store under /var/lib would be and longer.
+    let store_dir = tmp
+        .path()
+        .join("a-rather-long-directory-name-for-the-store/images");
+    let store = Store::open(&store_dir).unwrap();
+    store
+        .import(&layout, &image_store::ImportOptions::default(), &NoProgress)
+        .unwrap();
+    let mnt = tmp.path().join("mnt");
+    let target = store.mount("localhost/many", &mnt, &NoProgress).unwrap();
+    let guard = Unmount(&store, target.clone());
+    assert_eq!(std::fs::read(target.join("top")).unwrap(), b"126\n");
+    for i in [0, 63, 126] {
+        assert_eq!(
+            std::fs::read(target.join(format!("layer-{i}"))).unwrap(),
+            format!("{i}\n").as_bytes()
+        );
+    }
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 128);
+    drop(guard);
+}
