@@ -55,6 +55,12 @@ fn free_port() -> u16 {
 }
 
 fn start_registry() -> Option<Registry> {
+    start_registry_with("", "http")
+}
+
+/// Starts docker-registry with `extra` YAML at the top level and, for
+/// `"tls"`, `http.tls` lines naming `cert.pem`/`key.pem` beside it.
+fn start_registry_with(extra: &str, http_extra: &str) -> Option<Registry> {
     if !require_tool("docker-registry", "pull tests") || !require_tool("skopeo", "pull tests") {
         return None;
     }
@@ -64,8 +70,13 @@ fn start_registry() -> Option<Registry> {
         let config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
+             http:\n  addr: 127.0.0.1:{port}\n{}{extra}",
+            dir.path().join("data").display(),
+            if http_extra == "http" {
+                String::new()
+            } else {
+                http_extra.to_string()
+            },
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let child = Command::new("docker-registry")
@@ -664,4 +675,346 @@ fn bearer_token_auth_and_a_wrong_password() {
     let reqs = reg.requests.lock().unwrap();
     let tokens = reqs.iter().filter(|r| r.starts_with("/token")).count();
     assert_eq!(tokens, 3, "wrong, anonymous-less and right: {reqs:?}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signed, made by openssl;
+/// returns (CA certificate, server certificate, server key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let ext = dir.join("ext.cnf");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &p("key.pem"),
+            "-out",
+            &p("req.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &p("req.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext.cnf"),
+            "-out",
+            &p("cert.pem"),
+        ],
+    ] {
+        let (ok, out) = run("openssl", &args);
+        assert!(ok, "openssl {args:?}: {out}");
+    }
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+#[test]
+fn mirrors_are_tried_first_and_tls_needs_the_configured_ca() {
+    if !require_root("mirrors_are_tried_first_and_tls_needs_the_configured_ca")
+        || !require_tool(
+            "openssl",
+            "mirrors_are_tried_first_and_tls_needs_the_configured_ca",
+        )
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(tmp.path());
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let Some(secure) = start_registry_with("", &tls) else {
+        return;
+    };
+    let Some(empty_mirror) = start_registry() else {
+        return;
+    };
+    let layout = tmp.path().join("layout");
+    let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
+    put_index(&layout, &[(Some("t"), m)]);
+    // skopeo takes the CA as a *.crt file in a cert dir.
+    let certs = tmp.path().join("certs.d");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    let (ok, out) = run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-cert-dir",
+            certs.to_str().unwrap(),
+            &format!("oci:{}:t", layout.display()),
+            &format!("docker://127.0.0.1:{}/test/app:t", secure.port),
+        ],
+    );
+    assert!(ok, "skopeo copy over TLS: {out}");
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let host = format!("127.0.0.1:{}", secure.port);
+
+    // Without the CA: the TLS error is named (plain HTTP to a TLS port
+    // fails too).
+    let err = pull(&store, &format!("{host}/test/app:t"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&host) && err.contains("https"), "{err}");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.to_lowercase().contains("issuer"),
+        "{err}"
+    );
+
+    // With it, as configured for the host.
+    let config = format!("[registries.\"{host}\"]\nca = [\"{}\"]\n", ca.display());
+    let c = Client::new(RegistryConfig::parse(&config, Path::new("t.toml")).unwrap());
+    store
+        .pull(
+            &c,
+            &format!("{host}/test/app:t"),
+            &PullOptions::default(),
+            &image_store::NoProgress,
+        )
+        .unwrap();
+
+    // A name on a registry that does not exist, served by its mirrors: the
+    // first has nothing, the second (the TLS registry, with its CA) has it.
+    let config = format!(
+        "[registries.\"registry.invalid\"]\nmirrors = [\"http://127.0.0.1:{}\", \"https://{host}\"]\n\
+         [registries.\"{host}\"]\nca = [\"{}\"]\n",
+        empty_mirror.port,
+        ca.display()
+    );
+    let c = Client::new(RegistryConfig::parse(&config, Path::new("t.toml")).unwrap())
+        .with_backoff(Duration::from_millis(10));
+    let store2 = Store::open(tmp.path().join("store2")).unwrap();
+    let got = store2
+        .pull(
+            &c,
+            "registry.invalid/test/app:t",
+            &PullOptions::default(),
+            &image_store::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(got.name, "registry.invalid/test/app:t");
+    assert!(store2.image("registry.invalid/test/app:t").is_ok());
+}
+
+/// A token server for docker-registry's `auth.token`: JWTs signed (RS256,
+/// by openssl) with the key whose certificate the registry trusts, for
+/// one user and password.
+fn token_server(dir: &Path, key: PathBuf, cert: &Path) -> u16 {
+    use base64::Engine as _;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let pem = std::fs::read_to_string(cert).unwrap();
+    let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut auth = String::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h
+                    .strip_prefix("Authorization:")
+                    .or_else(|| h.strip_prefix("authorization:"))
+                {
+                    auth = v.trim().to_string();
+                }
+            }
+            let want = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+            );
+            let reply = |conn: &mut TcpStream, status: &str, body: &str| {
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            };
+            if auth != want {
+                reply(
+                    &mut conn,
+                    "401 Unauthorized",
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"wrong user name or password"}]}"#,
+                );
+                continue;
+            }
+            let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let decode = |s: &str| {
+                s.replace("%3A", ":")
+                    .replace("%2F", "/")
+                    .replace("%2C", ",")
+                    .replace('+', " ")
+            };
+            let mut access = Vec::new();
+            for pair in query.split('&') {
+                if let Some(v) = pair.strip_prefix("scope=") {
+                    let v = decode(v);
+                    let parts: Vec<&str> = v.splitn(3, ':').collect();
+                    if parts.len() == 3 {
+                        access.push(serde_json::json!({"type": parts[0], "name": parts[1],
+                            "actions": parts[2].split(',').collect::<Vec<_>>()}));
+                    }
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+            let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [der_b64]});
+            let claims = serde_json::json!({"iss": "test-issuer", "sub": "alice", "aud": "test-registry",
+                "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("t{n}"), "access": access});
+            let signing_input = format!(
+                "{}.{}",
+                b64(&serde_json::to_vec(&header).unwrap()),
+                b64(&serde_json::to_vec(&claims).unwrap())
+            );
+            let input = dir.join(format!("jwt-{n}"));
+            std::fs::write(&input, &signing_input).unwrap();
+            let sig = Command::new("openssl")
+                .args(["dgst", "-sha256", "-sign"])
+                .arg(&key)
+                .arg(&input)
+                .output()
+                .unwrap();
+            let token = format!("{signing_input}.{}", b64(&sig.stdout));
+            reply(
+                &mut conn,
+                "200 OK",
+                &format!(r#"{{"token":"{token}","expires_in":300}}"#),
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn docker_registry_token_auth() {
+    if !require_root("docker_registry_token_auth")
+        || !require_tool("openssl", "docker_registry_token_auth")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, _, _) = certificates(tmp.path());
+    let token_port = token_server(tmp.path(), tmp.path().join("ca.key"), &ca);
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    \
+         issuer: test-issuer\n    rootcertbundle: {}\n",
+        ca.display()
+    );
+    let Some(reg) = start_registry_with(&auth, "http") else {
+        return;
+    };
+    let layout = tmp.path().join("layout");
+    let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
+    put_index(&layout, &[(Some("a"), m)]);
+    let (ok, out) = run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:s3cret",
+            &format!("oci:{}:a", layout.display()),
+            &format!("docker://127.0.0.1:{}/auth/app:a", reg.port),
+        ],
+    );
+    assert!(ok, "skopeo copy with token auth: {out}");
+    let host = format!("127.0.0.1:{}", reg.port);
+    let name = format!("{host}/auth/app:a");
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let with = |password: &str| {
+        Client::new(
+            RegistryConfig::parse(
+                &format!(
+                    "[registries.\"{host}\"]\nusername = \"alice\"\npassword = \"{password}\"\n"
+                ),
+                Path::new("t.toml"),
+            )
+            .unwrap(),
+        )
+    };
+    let err = store
+        .pull(
+            &with("nope"),
+            &name,
+            &PullOptions::default(),
+            &image_store::NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("401") && err.contains("wrong user name or password"),
+        "{err}"
+    );
+    // Credentials from a docker config.json.
+    use base64::Engine as _;
+    let docker = tmp.path().join("docker.json");
+    std::fs::write(
+        &docker,
+        format!(
+            r#"{{"auths": {{"{host}": {{"auth": "{}"}}}}}}"#,
+            base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+        ),
+    )
+    .unwrap();
+    let c = Client::new(
+        RegistryConfig::parse(
+            &format!("auth_file = \"{}\"\n", docker.display()),
+            Path::new("t.toml"),
+        )
+        .unwrap(),
+    );
+    let got = store
+        .pull(&c, &name, &PullOptions::default(), &image_store::NoProgress)
+        .unwrap();
+    assert_eq!(got.fetched_layers, 2);
 }

@@ -202,7 +202,7 @@ impl Client {
             attempt += 1;
             let auth = self.tokens.get(&ep.authority, scope);
             let result = self.send(&agent, ep, path, headers, auth.as_deref());
-            let resp = match result {
+            let (resp, earlier) = match result {
                 Ok(r) => r,
                 Err(e) if attempt < ATTEMPTS => {
                     let _ = e;
@@ -247,10 +247,16 @@ impl Client {
                 delay *= 2;
                 continue;
             }
+            let mut reason = status_reason(resp);
+            if let Some(e) = earlier {
+                // Plain HTTP answered after TLS failed: the TLS error is
+                // most likely the one to fix.
+                reason = format!("{e}; then over plain HTTP: {reason}");
+            }
             return Err(Error::Registry {
                 registry: ep.label.clone(),
                 what: what.to_string(),
-                reason: status_reason(resp),
+                reason,
             });
         }
     }
@@ -264,7 +270,7 @@ impl Client {
         path: &str,
         headers: &[(&str, String)],
         auth: Option<&str>,
-    ) -> std::result::Result<ureq::http::Response<ureq::Body>, String> {
+    ) -> std::result::Result<(ureq::http::Response<ureq::Body>, Option<String>), String> {
         let learned = self
             .schemes
             .lock()
@@ -275,7 +281,7 @@ impl Client {
             Some(s) => vec![s],
             None => ep.schemes.clone(),
         };
-        let mut last = String::new();
+        let mut last: Option<String> = None;
         for scheme in schemes {
             let url = format!("{scheme}://{}{path}", ep.authority);
             let mut req = agent.get(&url);
@@ -287,18 +293,19 @@ impl Client {
             }
             match req.call() {
                 Ok(r) => {
-                    if ep.schemes.len() > 1 {
+                    let ok = r.status().is_success() || r.status().as_u16() == 401;
+                    if ep.schemes.len() > 1 && ok {
                         self.schemes
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(ep.authority.clone(), scheme);
                     }
-                    return Ok(r);
+                    return Ok((r, last));
                 }
-                Err(e) => last = format!("{url}: {e}"),
+                Err(e) => last = Some(format!("{url}: {e}")),
             }
         }
-        Err(last)
+        Err(last.unwrap_or_default())
     }
 
     /// Answers a 401's challenge: fetches a token, or checks that basic
