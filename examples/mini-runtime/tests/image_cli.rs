@@ -581,3 +581,139 @@ fn killed_import_leaves_nothing_visible_and_its_temp_files_go() {
         "temp files left after the next open"
     );
 }
+
+/// Debian's docker-registry on a free loopback port, killed on drop.
+struct Registry {
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry() -> Registry {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(
+            dir.path().join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/setup.sh installs it)");
+        let mut r = Registry {
+            _dir: dir,
+            child,
+            port,
+        };
+        for _ in 0..200 {
+            if let Ok(Some(_)) = r.child.try_wait() {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+    panic!("docker-registry did not start");
+}
+
+#[test]
+fn pull_from_a_registry_then_bundle_and_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(src) = needs_root_and_busybox("pull_from_a_registry_then_bundle_and_run", tmp.path())
+    else {
+        return;
+    };
+    let reg = registry();
+    let pushed = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:example.com/bb:1", src.display()))
+        .arg(format!("docker://127.0.0.1:{}/demo/bb:1", reg.port))
+        .output()
+        .expect("skopeo");
+    assert!(
+        pushed.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let store = tmp.path().join("store");
+    let name = format!("127.0.0.1:{}/demo/bb:1", reg.port);
+    // A missing default registry config is fine; stderr is not a terminal,
+    // so progress comes as plain lines.
+    let o = mr(&store, &["image", "pull", &name]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with(&format!("{name} sha256:")), "{out}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("layer ") && l.ends_with(" done")),
+        "{err}"
+    );
+    let bundle = tmp.path().join("bundle");
+    ok(
+        &store,
+        &["image", "bundle", &name, bundle.to_str().unwrap()],
+    );
+    let o = Command::new(bin())
+        .args([
+            "--root",
+            tmp.path().join("state").to_str().unwrap(),
+            "run",
+            "--bundle",
+        ])
+        .arg(&bundle)
+        .arg(format!("pulled-{}", std::process::id()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "hi there from /home/app as 1000:50"
+    );
+    // Errors: one clear line each.
+    fails(
+        &store,
+        &[
+            "image",
+            "pull",
+            &format!("127.0.0.1:{}/demo/none:1", reg.port),
+        ],
+        "MANIFEST_UNKNOWN",
+    );
+    fails(&store, &["image", "pull", "Bad Name"], "invalid image name");
+    let bad_config = tmp.path().join("registries.toml");
+    std::fs::write(&bad_config, "[registries.x]\nmirors = []\n").unwrap();
+    fails(
+        &store,
+        &[
+            "image",
+            "pull",
+            "--registry-config",
+            bad_config.to_str().unwrap(),
+            &name,
+        ],
+        "mirors",
+    );
+}
