@@ -259,3 +259,89 @@ fn overlay_mount_of_127_layers() {
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 128);
     drop(guard);
 }
+
+/// An import with snapshots reads each layer once, and a mount afterwards
+/// reads no blob at all: it still works with the layer blobs overwritten.
+#[test]
+fn import_with_snapshots_then_mount_reads_no_blob() {
+    if !require_root("import_with_snapshots_then_mount_reads_no_blob") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("snap");
+    let m = common::put_image(
+        &layout,
+        &common::sample_layers(),
+        common::Comp::Zstd,
+        "amd64",
+    );
+    common::put_index(&layout, &[(Some("latest"), m)]);
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let opts = ImportOptions {
+        snapshots: true,
+        ..ImportOptions::default()
+    };
+    store.import(&layout, &opts, &NoProgress).unwrap();
+    let image = store.image("localhost/snap").unwrap();
+    for l in &image.layers {
+        assert!(store.snapshot_dir(&l.chain_id).is_dir());
+        let blob = store.blob_path(&l.blob.digest().unwrap());
+        assert!(blob.is_file());
+        std::fs::write(&blob, b"not a layer any more").unwrap();
+    }
+    let flat = tmp.path().join("flat");
+    let mnt = tmp.path().join("mnt");
+    let target = store.mount("localhost/snap", &mnt, &NoProgress).unwrap();
+    let guard = Unmount(&store, target.clone());
+    assert_eq!(
+        std::fs::read(target.join("etc/hostname")).unwrap(),
+        b"upper\n"
+    );
+    drop(guard);
+    // A flattened unpack still reads (and checks) the blobs: the damage shows.
+    assert!(store.unpack("localhost/snap", &flat, &NoProgress).is_err());
+
+    // A layer that does not match its diff_id (the manifest names the
+    // upper layer where the config has the base's diff_id twice): no
+    // snapshot, no image, no temp files.
+    let store2 = Store::open(tmp.path().join("store2")).unwrap();
+    let layers = common::sample_layers();
+    let wrong = tmp.path().join("wrong");
+    let m = common::put_image(
+        &wrong,
+        &[layers[0].clone(), layers[0].clone()],
+        common::Comp::Gzip,
+        "amd64",
+    );
+    let manifest_hex = m["digest"].as_str().unwrap()[7..].to_string();
+    let mut man: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(wrong.join("blobs/sha256").join(&manifest_hex)).unwrap(),
+    )
+    .unwrap();
+    let upper = common::put_blob(&wrong, "application/vnd.oci.image.layer.v1.tar", &layers[1]);
+    man["layers"][1] = upper;
+    let m = common::put_blob(
+        &wrong,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&man).unwrap(),
+    );
+    common::put_index(&wrong, &[(Some("latest"), m)]);
+    let err = store2
+        .import(&wrong, &opts, &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("diff_id"), "{err}");
+    assert!(store2.list().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(store2.root().join(".store/snapshots"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(store2.root().join(".store/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

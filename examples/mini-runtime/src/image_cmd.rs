@@ -33,6 +33,10 @@ pub(crate) enum ImageCommand {
         /// Platform to take from an image index, as os/arch[/variant].
         #[arg(long)]
         platform: Option<String>,
+        /// Also unpack every layer into its snapshot, in the same pass that
+        /// copies and verifies it (a later mount or bundle reads no blob).
+        #[arg(long)]
+        snapshots: bool,
     },
     /// Pull an image from a registry, with snapshots of its layers.
     Pull {
@@ -138,9 +142,11 @@ fn dispatch(opts: &StoreOpts, cmd: ImageCommand) -> Result<(), CmdError> {
             path,
             name,
             platform,
+            snapshots,
         } => {
             let mut io = ImportOptions {
                 name,
+                snapshots,
                 ..ImportOptions::default()
             };
             if let Some(p) = platform {

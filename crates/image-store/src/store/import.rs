@@ -25,6 +25,10 @@ pub struct ImportOptions {
     /// Decompress every layer at import and check it against the config's
     /// diff_id (unpacking checks them again in any case).
     pub verify_diff_ids: bool,
+    /// Also make the snapshots of every layer, in the same pass that copies
+    /// and verifies it (each layer is read once). The diff_ids are checked
+    /// then whatever `verify_diff_ids` says.
+    pub snapshots: bool,
 }
 
 impl Default for ImportOptions {
@@ -33,6 +37,7 @@ impl Default for ImportOptions {
             name: None,
             platform: Platform::host(),
             verify_diff_ids: true,
+            snapshots: false,
         }
     }
 }
@@ -118,6 +123,9 @@ impl Store {
         }
         let mut done = Vec::new();
         for (name, desc) in plans {
+            if opts.snapshots {
+                self.snapshot_import(&source, &desc, progress)?;
+            }
             self.check_manifest(&desc, opts)?;
             done.push(Imported {
                 name,
@@ -285,7 +293,7 @@ impl Store {
                 (None, None) => continue,
             };
             let manifest = self.resolve_manifest(source, desc, &opts.platform, 0)?;
-            self.copy_image(source, &manifest, progress)?;
+            self.copy_image(source, &manifest, !opts.snapshots, progress)?;
             plans.push((name, manifest));
         }
         Ok(plans)
@@ -327,18 +335,69 @@ impl Store {
         self.resolve_manifest(source, pick, platform, depth + 1)
     }
 
-    /// Copies a manifest, its config and its layers into the store.
+    /// Copies a manifest, its config and (with `layers`) its layers into
+    /// the store.
     fn copy_image(
+        &self,
+        source: &Source,
+        desc: &Descriptor,
+        layers: bool,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let manifest: Manifest = self.read_doc(source, desc)?;
+        if layers {
+            progress
+                .total(manifest.layers.iter().map(|l| l.size).sum::<u64>() + manifest.config.size);
+        }
+        self.ensure_blob(source, &manifest.config, progress)?;
+        if layers {
+            for layer in &manifest.layers {
+                self.ensure_blob(source, layer, progress)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the snapshots of an imported image: a layer blob the store
+    /// lacks is read from the source once, stored, verified and applied in
+    /// the same pass (layers in parallel).
+    fn snapshot_import(
         &self,
         source: &Source,
         desc: &Descriptor,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let manifest: Manifest = self.read_doc(source, desc)?;
-        progress.total(manifest.layers.iter().map(|l| l.size).sum::<u64>() + manifest.config.size);
-        self.ensure_blob(source, &manifest.config, progress)?;
-        for layer in &manifest.layers {
-            self.ensure_blob(source, layer, progress)?;
+        let digest = desc.digest()?;
+        let manifest: Manifest = oci::parse(&digest, &self.read_blob(&digest)?)?;
+        let config_digest = manifest.config.digest()?;
+        let config: oci::ConfigRootfs =
+            oci::parse(&config_digest, &self.read_blob(&config_digest)?)?;
+        let layers = layers_of(&manifest, &config, &digest)?;
+        let fetch = |layer: &super::Layer| -> Result<Option<Box<dyn Read + Send + '_>>> {
+            let d = layer.blob.digest()?;
+            if self.has_blob(&d) {
+                return Ok(None);
+            }
+            let Source::Dir(root) = source else {
+                return Err(Error::MissingBlob {
+                    digest: d.to_string(),
+                    source_name: source.name(),
+                });
+            };
+            let p = root.join("blobs/sha256").join(d.hex());
+            match File::open(&p) {
+                Ok(f) => Ok(Some(Box::new(f))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingBlob {
+                    digest: d.to_string(),
+                    source_name: source.name(),
+                }),
+                Err(e) => Err(io_err("open blob", &p)(e)),
+            }
+        };
+        self.make_snapshots(&layers, &fetch, usize::MAX, progress)?;
+        // Layers whose snapshot existed may still lack their blob here.
+        for l in &layers {
+            self.ensure_blob(source, &l.blob, progress)?;
         }
         Ok(())
     }
@@ -368,7 +427,8 @@ impl Store {
                 });
             }
         }
-        if !opts.verify_diff_ids {
+        if !opts.verify_diff_ids || opts.snapshots {
+            // With snapshots, each diff_id was checked as its layer was applied.
             return Ok(());
         }
         std::thread::scope(|s| {
