@@ -18,6 +18,7 @@ pub(crate) mod oci;
 mod pipeline;
 mod pull;
 mod snapshot;
+mod snapshot_tar;
 mod unpack;
 
 use std::collections::BTreeMap;

@@ -182,6 +182,16 @@ impl Store {
                     return Err(e);
                 }
             }
+            // Remembered beside the files, so that a flattened unpack from
+            // the snapshot links them again as the layer did.
+            let record = results[pos].0.join(super::snapshot_tar::LINKS);
+            if let Err(e) = fs::write(
+                &record,
+                super::snapshot_tar::encode_links(&stats.pending_links),
+            ) {
+                cleanup();
+                return Err(io_err("write", &record)(e));
+            }
         }
         // Durable before visible: a snapshot dir that exists is complete.
         if let Some((tmp, _)) = results.first() {
