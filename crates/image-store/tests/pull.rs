@@ -1018,3 +1018,51 @@ fn docker_registry_token_auth() {
         .unwrap();
     assert_eq!(got.fetched_layers, 2);
 }
+
+/// Cancels the pull on the first bytes of a layer.
+struct CancelOnBytes(Arc<std::sync::atomic::AtomicBool>);
+
+impl Progress for CancelOnBytes {
+    fn layer(&self, e: &LayerEvent<'_>) {
+        if matches!(e, LayerEvent::Bytes { .. }) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_cancelled_pull_leaves_nothing_half_made() {
+    if !require_root("a_cancelled_pull_leaves_nothing_half_made") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = big_layout(tmp.path());
+    let reg = fake_registry(&layout, Faults::default());
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let name = format!("127.0.0.1:{}/big/app:v1", reg.port);
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opts = PullOptions {
+        cancel: Some(flag.clone()),
+        ..PullOptions::default()
+    };
+    let err = store
+        .pull(&client(), &name, &opts, &CancelOnBytes(flag))
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(store.root().join(".store/snapshots"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(store.root().join(".store/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // A retry completes, reusing what was verified.
+    pull(&store, &name).unwrap();
+}

@@ -429,3 +429,44 @@ fn unpack_flattens_and_failed_unpack_leaves_nothing() {
     );
     assert!(!dest.exists());
 }
+
+/// An archive streamed through a pipe, as from a socket: imported without a
+/// file, verified as it streams; garbage through the same path is a clear
+/// error that stores nothing.
+#[test]
+fn imports_an_archive_streamed_from_a_pipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("piped");
+    let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
+    put_index(&layout, &[(Some("v1"), m)]);
+    let archive = tar_dir(&layout);
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write as _;
+        for chunk in archive.chunks(7000) {
+            writer.write_all(chunk).unwrap();
+        }
+    });
+    let got = store
+        .import_reader("upload", reader, &ImportOptions::default(), &NoProgress)
+        .unwrap();
+    feeder.join().unwrap();
+    assert_eq!(got[0].name, "localhost/upload:v1");
+    assert_eq!(store.image("localhost/upload:v1").unwrap().layers.len(), 2);
+
+    let store2 = Store::open(tmp.path().join("store2")).unwrap();
+    let junk: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let err = store2
+        .import_reader("junk", &junk[..], &ImportOptions::default(), &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("junk"), "{err}");
+    assert!(names(&store2).is_empty());
+    assert_eq!(
+        std::fs::read_dir(store2.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

@@ -105,9 +105,38 @@ impl Store {
         let source = if md.is_dir() {
             Source::Dir(path.to_path_buf())
         } else {
-            self.scan_archive(path, progress)?
+            let file = File::open(path).map_err(io_err("open", path))?;
+            progress.total(md.len());
+            self.scan_archive(path.to_path_buf(), file, progress)?
         };
-        let base = layout_name(path);
+        self.import_source(source, &layout_name(path), opts, progress)
+    }
+
+    /// Imports an `oci-archive` or `docker save` tarball (gzip or zstd
+    /// compressed, or not) read from `reader`: a socket, a pipe. `what`
+    /// names it in errors; images named only by a tag are listed as
+    /// `localhost/<what>:<tag>`. Each blob is verified as it streams into
+    /// the store.
+    pub fn import_reader(
+        &self,
+        what: &str,
+        reader: impl Read,
+        opts: &ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Imported>> {
+        let _g = self.lock_shared()?;
+        let source = self.scan_archive(PathBuf::from(what), reader, progress)?;
+        self.import_source(source, &layout_name(Path::new(what)), opts, progress)
+    }
+
+    fn import_source(
+        &self,
+        source: Source,
+        base: &str,
+        opts: &ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Imported>> {
+        let base = base.to_string();
         let is_docker =
             matches!(&source, Source::Archive { small, .. } if small.contains_key("manifest.json"));
         let plans = if is_docker {
@@ -148,12 +177,14 @@ impl Store {
 
     /// Streams every file of a tarball into the store: `blobs/sha256/<hex>`
     /// files are verified against their names; small JSON files are kept.
-    fn scan_archive(&self, path: &Path, progress: &dyn Progress) -> Result<Source> {
-        let file = File::open(path).map_err(io_err("open", path))?;
-        let len = file.metadata().map_err(io_err("stat", path))?.len();
-        progress.total(len);
+    fn scan_archive(
+        &self,
+        path: PathBuf,
+        reader: impl Read,
+        progress: &dyn Progress,
+    ) -> Result<Source> {
         let counting = Counting {
-            inner: file,
+            inner: reader,
             progress,
         };
         let read_err = |source| Error::ReadLayer {
@@ -200,11 +231,7 @@ impl Store {
                 files.insert(name, (d, s));
             }
         }
-        Ok(Source::Archive {
-            path: path.to_path_buf(),
-            files,
-            small,
-        })
+        Ok(Source::Archive { path, files, small })
     }
 
     /// Makes sure the blob `desc` names is in the store, copying and
