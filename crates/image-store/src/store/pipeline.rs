@@ -80,6 +80,66 @@ pub(crate) fn channel() -> (Decoder, ChunkReader) {
     )
 }
 
+/// A `Write` end for the chunk channel: what is written arrives at the
+/// [`ChunkReader`] in chunks of [`CHUNK`] bytes.
+pub(crate) struct ChunkWriter {
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    spent: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Decoder {
+    /// The channel's sending end as a plain writer (no decompression).
+    pub(crate) fn into_writer(self) -> ChunkWriter {
+        ChunkWriter {
+            tx: self.tx,
+            spent: self.spent,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> io::Result<()> {
+        let next = self
+            .spent
+            .try_recv()
+            .map(|mut v| {
+                v.clear();
+                v
+            })
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.buf, next);
+        self.tx
+            .send(Ok(full))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+
+    /// Sends what is buffered; the reader then sees the end.
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+impl io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 struct Counting<'p, R> {
     inner: R,
     progress: &'p dyn Progress,

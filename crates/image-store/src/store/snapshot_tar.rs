@@ -49,7 +49,7 @@ fn decode_links(bytes: &[u8]) -> HashMap<PathBuf, PathBuf> {
 
 /// Writes the snapshot at `snapshot` (holding `fs` and perhaps the
 /// hardlink record) as a tar stream.
-pub(crate) fn write(snapshot: &Path, out: impl Write) -> io::Result<()> {
+pub(crate) fn write<W: Write>(snapshot: &Path, out: W) -> io::Result<W> {
     let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Complete);
     let lower_links = match fs::read(snapshot.join(LINKS)) {
@@ -63,7 +63,7 @@ pub(crate) fn write(snapshot: &Path, out: impl Write) -> io::Result<()> {
         lower_links,
     };
     w.walk(Path::new(""), &mut b)?;
-    b.finish()
+    b.into_inner()
 }
 
 struct Walk {

@@ -60,15 +60,29 @@ impl Store {
     }
 
     /// Applies each layer's snapshot, read back as a tar stream by a second
-    /// thread, with the same applier (and its defences) as a blob.
+    /// thread (the next layer's while this one is written), with the same
+    /// applier and defences as a blob.
     fn unpack_snapshots(&self, image: &Image, dest: &Path, progress: &dyn Progress) -> Result<()> {
-        for layer in &image.layers {
-            let dir = self.snapshot_dir(&layer.chain_id);
-            let dir = dir.parent().unwrap_or(&dir).to_path_buf();
-            let (mut reader, writer) = std::io::pipe().map_err(io_err("pipe", &dir))?;
-            let (applied, written) = std::thread::scope(|s| {
-                let src = dir.clone();
-                let h = s.spawn(move || super::snapshot_tar::write(&src, writer));
+        std::thread::scope(|s| {
+            let spawn = |i: usize| {
+                let (decoder, reader) = pipeline::channel();
+                let dir = self.snapshot_dir(&image.layers[i].chain_id);
+                let dir = dir.parent().unwrap_or(&dir).to_path_buf();
+                let h = s.spawn(move || {
+                    super::snapshot_tar::write(&dir, decoder.into_writer())
+                        .and_then(|w| w.finish())
+                        .map_err(io_err("read snapshot", &dir))
+                });
+                (reader, h)
+            };
+            let mut next = (!image.layers.is_empty()).then(|| spawn(0));
+            for (i, layer) in image.layers.iter().enumerate() {
+                let Some((mut reader, h)) = next.take() else {
+                    break;
+                };
+                if i + 1 < image.layers.len() {
+                    next = Some(spawn(i + 1));
+                }
                 let mut applied = crate::apply::apply_stream(
                     dest,
                     &mut reader,
@@ -80,7 +94,7 @@ impl Store {
                 );
                 // The end-of-archive blocks the applier did not need.
                 if applied.is_ok()
-                    && let Err(source) = std::io::copy(&mut reader, &mut std::io::sink())
+                    && let Err(source) = reader.drain()
                 {
                     applied = Err(Error::ReadLayer {
                         layer: layer.blob.digest_str.clone(),
@@ -89,17 +103,20 @@ impl Store {
                 }
                 drop(reader);
                 let written = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                (applied, written)
-            });
-            match written {
-                // The applier stopped reading: its error is the one.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => applied?,
-                Err(e) => return Err(io_err("read snapshot", &dir)(e)),
-                Ok(()) => applied?,
-            };
-            progress.advance(layer.blob.size);
-        }
-        Ok(())
+                match written {
+                    // The applier stopped reading: its error is the one.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::BrokenPipe =>
+                    {
+                        applied?
+                    }
+                    Err(e) => return Err(e),
+                    Ok(()) => applied?,
+                };
+                progress.advance(layer.blob.size);
+            }
+            Ok(())
+        })
     }
 
     fn unpack_layers(&self, image: &Image, dest: &Path, progress: &dyn Progress) -> Result<()> {
