@@ -303,6 +303,9 @@ struct Faults {
     /// Require a Bearer token from its token endpoint, given for these
     /// basic credentials.
     token_for: Option<(String, String)>,
+    /// Require a Bearer token, given by an OAuth2 refresh-token exchange
+    /// (POST) for this refresh token.
+    refresh_token: Option<String>,
 }
 
 /// A registry serving an OCI layout over plain HTTP on 127.0.0.1, with
@@ -350,6 +353,7 @@ fn serve_one(
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
+    let method = line.split_whitespace().next().unwrap_or("GET").to_string();
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let mut headers = HashMap::new();
     loop {
@@ -381,6 +385,41 @@ fn serve_one(
             "Retry-After: 0\r\n",
             b"slow down",
         );
+    }
+    if let Some(refresh) = &faults.refresh_token {
+        if path.starts_with("/token") {
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            std::io::Read::read_exact(&mut reader, &mut body)?;
+            let body = String::from_utf8_lossy(&body).to_string();
+            let good = method == "POST"
+                && body.contains("grant_type=refresh_token")
+                && body.contains(&format!("refresh_token={refresh}"))
+                && body.contains("scope=repository%3Aauth%2Fapp%3Apull");
+            if !good {
+                return respond(
+                    &mut conn,
+                    "401 Unauthorized",
+                    "",
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad refresh token"}]}"#,
+                );
+            }
+            return respond(
+                &mut conn,
+                "200 OK",
+                "",
+                br#"{"access_token":"tok-1","expires_in":300}"#,
+            );
+        }
+        if headers.get("authorization").map(String::as_str) != Some("Bearer tok-1") {
+            let challenge = format!(
+                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"repository:auth/app:pull\"\r\n"
+            );
+            return respond(&mut conn, "401 Unauthorized", &challenge, b"");
+        }
     }
     if let Some((user, pass)) = &faults.token_for {
         use base64::Engine as _;
@@ -1065,4 +1104,129 @@ fn a_cancelled_pull_leaves_nothing_half_made() {
     );
     // A retry completes, reusing what was verified.
     pull(&store, &name).unwrap();
+}
+
+#[test]
+fn docker_registry_basic_auth() {
+    if !require_root("docker_registry_basic_auth")
+        || !require_tool("htpasswd", "docker_registry_basic_auth")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let htpasswd = tmp.path().join("htpasswd");
+    let (ok, out) = run(
+        "htpasswd",
+        &["-Bbc", htpasswd.to_str().unwrap(), "bob", "pa55"],
+    );
+    assert!(ok, "htpasswd: {out}");
+    let auth = format!(
+        "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+        htpasswd.display()
+    );
+    let Some(reg) = start_registry_with(&auth, "http") else {
+        return;
+    };
+    let layout = tmp.path().join("layout");
+    let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
+    put_index(&layout, &[(Some("b"), m)]);
+    let (ok, out) = run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "bob:pa55",
+            &format!("oci:{}:b", layout.display()),
+            &format!("docker://127.0.0.1:{}/basic/app:b", reg.port),
+        ],
+    );
+    assert!(ok, "skopeo copy with basic auth: {out}");
+    let host = format!("127.0.0.1:{}", reg.port);
+    let name = format!("{host}/basic/app:b");
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let err = pull(&store, &name).unwrap_err().to_string();
+    assert!(
+        err.contains("401") && err.contains("basic auth") && err.contains("no credentials"),
+        "{err}"
+    );
+    let with = |password: &str| {
+        Client::new(
+            RegistryConfig::parse(
+                &format!(
+                    "[registries.\"{host}\"]\nusername = \"bob\"\npassword = \"{password}\"\n"
+                ),
+                Path::new("t.toml"),
+            )
+            .unwrap(),
+        )
+    };
+    let err = store
+        .pull(
+            &with("wrong"),
+            &name,
+            &PullOptions::default(),
+            &image_store::NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("401") && err.contains("UNAUTHORIZED"), "{err}");
+    let got = store
+        .pull(
+            &with("pa55"),
+            &name,
+            &PullOptions::default(),
+            &image_store::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(got.fetched_layers, 2);
+}
+
+#[test]
+fn identity_tokens_are_exchanged_for_access_tokens() {
+    if !require_root("identity_tokens_are_exchanged_for_access_tokens") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
+    put_index(&layout, &[(Some("i"), m)]);
+    let reg = fake_registry(
+        &layout,
+        Faults {
+            refresh_token: Some("refresh-abc".into()),
+            ..Faults::default()
+        },
+    );
+    let host = format!("127.0.0.1:{}", reg.port);
+    // As `docker login` stores it for registries with OAuth2.
+    let docker = tmp.path().join("config.json");
+    std::fs::write(
+        &docker,
+        format!(r#"{{"auths": {{"{host}": {{"auth": "", "identitytoken": "refresh-abc"}}}}}}"#),
+    )
+    .unwrap();
+    let c = Client::new(
+        RegistryConfig::parse(
+            &format!("auth_file = \"{}\"\n", docker.display()),
+            Path::new("t.toml"),
+        )
+        .unwrap(),
+    );
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    store
+        .pull(
+            &c,
+            &format!("{host}/auth/app:i"),
+            &PullOptions::default(),
+            &image_store::NoProgress,
+        )
+        .unwrap();
+    let reqs = reg.requests.lock().unwrap();
+    assert_eq!(
+        reqs.iter().filter(|r| r.starts_with("/token")).count(),
+        1,
+        "{reqs:?}"
+    );
 }
