@@ -400,6 +400,45 @@ impl Client {
         token_reply(realm, resp)
     }
 
+    /// Fetches the manifest or index `reference` names, from its first
+    /// mirror that has it or from the registry: its bytes, media type and
+    /// digest (checked against the reference's digest, if it has one).
+    pub fn fetch_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, String, Digest)> {
+        let mut last = None;
+        for ep in self.endpoints(reference) {
+            match self.manifest(&ep, &reference.repository, &reference.locator()) {
+                Ok(m) => return Ok((m.bytes, m.media_type, m.digest)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidReference {
+            name: reference.name(),
+            reason: "no registry to pull from",
+        }))
+    }
+
+    /// A reader of blob `digest` (`size` bytes) of `reference`'s
+    /// repository, from the first endpoint that serves it, resuming after a
+    /// dropped connection. The caller checks what it reads (the store does).
+    pub fn fetch_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<impl Read + Send + '_> {
+        let mut last = None;
+        for ep in self.endpoints(reference) {
+            match self.blob(&ep, &reference.repository, digest, size) {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::MissingBlob {
+            digest: digest.to_string(),
+            source_name: reference.registry.clone(),
+        }))
+    }
+
     /// Fetches a manifest or index by tag or digest, checking its digest.
     pub(crate) fn manifest(
         &self,
