@@ -1230,3 +1230,84 @@ fn identity_tokens_are_exchanged_for_access_tokens() {
         "{reqs:?}"
     );
 }
+
+/// A proxy in front of a registry that cuts the first response for each blob
+/// after `cut` bytes. Each request goes upstream with `Connection: close`,
+/// so a connection carries one response.
+fn cutting_proxy(upstream: u16, cut: usize) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let seen: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let counter = cuts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let (seen, counter) = (seen.clone(), counter.clone());
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut reader = BufReader::new(client.try_clone()?);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if !line.to_ascii_lowercase().starts_with("connection:") {
+                        head.push_str(&line);
+                    }
+                }
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let first_blob = path.contains("/blobs/")
+                    && !head.to_ascii_lowercase().contains("\r\nrange:")
+                    && seen.lock().unwrap().insert(path);
+                let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+                up.write_all(head.as_bytes())?;
+                up.write_all(b"Connection: close\r\n\r\n")?;
+                let mut buf = vec![0u8; 16 << 10];
+                let mut sent = 0usize;
+                loop {
+                    let n = std::io::Read::read(&mut up, &mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    if first_blob && sent + n > cut {
+                        client.write_all(&buf[..cut - sent])?;
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        return client.shutdown(std::net::Shutdown::Both);
+                    }
+                    client.write_all(&buf[..n])?;
+                    sent += n;
+                }
+            });
+        }
+    });
+    (port, cuts)
+}
+
+#[test]
+fn resumes_blobs_cut_by_a_proxy_in_front_of_docker_registry() {
+    if !require_root("resumes_blobs_cut_by_a_proxy_in_front_of_docker_registry") {
+        return;
+    }
+    let Some(reg) = start_registry() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = big_layout(tmp.path());
+    push(&layout, "v1", reg.port, "big/app", false);
+    let (proxy, cuts) = cutting_proxy(reg.port, 200_000);
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let name = format!("127.0.0.1:{proxy}/big/app:v1");
+    let got = pull(&store, &name).unwrap();
+    assert_eq!(got.fetched_layers, 3);
+    assert!(cuts.load(Ordering::SeqCst) >= 1, "the proxy cut nothing");
+    let image = store.image(&name).unwrap();
+    let top = store.snapshot_dir(&image.layers[2].chain_id);
+    assert_eq!(
+        std::fs::metadata(top.join("data/noise")).unwrap().len(),
+        3_000_000
+    );
+}
