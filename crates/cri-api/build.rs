@@ -23,5 +23,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .client_mod_attribute("runtime.v1", r#"#[cfg(feature = "client")]"#)
         .server_mod_attribute("runtime.v1", r#"#[cfg(feature = "server")]"#)
         .compile_fds(fds)?;
+    name_unimplemented(&out_dir.join("runtime.v1.rs"))?;
+    Ok(())
+}
+
+/// The generated default bodies say only "Not yet implemented". Name the
+/// RPC in each, so a client learns which call this runtime does not support:
+/// `runtime.v1.RuntimeService/CheckpointContainer is not implemented by this
+/// runtime`.
+fn name_unimplemented(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out = String::with_capacity(text.len() + 8192);
+    let mut service = String::new();
+    let mut method = String::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("pub trait ") {
+            service = rest.split([':', ' ', '<']).next().unwrap_or("").to_string();
+        }
+        if let Some(rest) = t.strip_prefix("async fn ") {
+            method = rest.split(['(', '<', ' ']).next().unwrap_or("").to_string();
+        }
+        if t == r#"Err(tonic::Status::unimplemented("Not yet implemented"))"# && !method.is_empty()
+        {
+            let rpc: String = method
+                .split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let indent = &line[..line.len() - t.len()];
+            out.push_str(&format!(
+                "{indent}Err(tonic::Status::unimplemented(\"runtime.v1.{service}/{rpc} is not implemented by this runtime\"))"
+            ));
+            out.push('\n');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    std::fs::write(path, out)?;
     Ok(())
 }

@@ -228,6 +228,10 @@ async fn unary_and_streaming_round_trip() {
         .await
         .unwrap_err();
     assert_eq!(unimplemented.code(), Code::Unimplemented);
+    assert_eq!(
+        unimplemented.message(),
+        "runtime.v1.RuntimeService/ExecSync is not implemented by this runtime"
+    );
 
     let path = served.path.clone();
     served.shutdown().await.unwrap();
