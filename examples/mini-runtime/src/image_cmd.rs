@@ -20,6 +20,13 @@ pub(crate) struct StoreOpts {
     store: PathBuf,
 }
 
+impl StoreOpts {
+    /// The store directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.store
+    }
+}
+
 /// Image commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ImageCommand {

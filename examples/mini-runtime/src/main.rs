@@ -4,6 +4,7 @@
 mod events_cmd;
 mod image_cmd;
 mod oci_cmd;
+mod serve;
 mod terminal;
 mod update_cmd;
 
@@ -36,6 +37,8 @@ enum Command {
     Image(image_cmd::ImageCommand),
     /// Build a small image offline, import, bundle and run it, then clean up.
     Demo,
+    /// Serve the CRI (RuntimeService and ImageService) on a unix socket.
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -52,10 +55,20 @@ fn main() {
         oci_runtime::OCI_VERSION
     );
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Whether --store and --root were given (serve's config file yields to them).
+    let mut given = (false, false);
     let cli = match parse_lifecycle(&argv) {
         Some(cli) => cli,
         None => {
             let matches = Cli::command().long_version(version).get_matches_from(&argv);
+            let on_command_line = |id: &str| {
+                let here = matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+                let below = matches.subcommand().is_some_and(|(_, m)| {
+                    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                });
+                here || below
+            };
+            given = (on_command_line("store"), on_command_line("root"));
             Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
         }
     };
@@ -65,6 +78,13 @@ fn main() {
         Some(Command::Oci(c)) => oci_cmd::run(&cli.oci, c),
         Some(Command::Image(c)) => image_cmd::run(&cli.store, c),
         Some(Command::Demo) => image_cmd::demo(),
+        Some(Command::Serve(args)) => serve::run(
+            args,
+            serve::Globals {
+                store: (cli.store.path().to_path_buf(), given.0),
+                root: (cli.oci.root().to_path_buf(), given.1),
+            },
+        ),
     };
     if let Some(path) = timeline {
         write_timeline(&path);

@@ -31,6 +31,13 @@ pub(crate) struct GlobalOpts {
     rootless: Option<String>,
 }
 
+impl GlobalOpts {
+    /// The state root.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
 /// The OCI lifecycle commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum OciCommand {

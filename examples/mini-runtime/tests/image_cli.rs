@@ -1,5 +1,7 @@
 //! End-to-end: `mini-runtime image ...` driven as a user would.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -35,17 +37,7 @@ fn fails(store: &Path, args: &[&str], want: &str) {
     assert!(err.contains(want), "{err} lacks {want}");
 }
 
-fn sha(data: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
-
-fn blob(layout: &Path, mt: &str, data: &[u8]) -> serde_json::Value {
-    let d = sha(data);
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    std::fs::write(layout.join("blobs/sha256").join(&d[7..]), data).unwrap();
-    serde_json::json!({"mediaType": mt, "digest": d, "size": data.len()})
-}
+use common::{blob, sha};
 
 fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -258,85 +250,6 @@ fn mount_and_umount_overlay_rootfs() {
 
 /// A one-layer image of the host's static busybox whose command prints a
 /// known line, as an OCI layout.
-fn busybox_layout(dir: &Path) -> Option<PathBuf> {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.is_file())?;
-    let exe = std::fs::read(busybox).unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    let hdr = |kind: tar::EntryType, mode: u32, size: usize| {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size as u64);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    };
-    for d in ["bin", "dev", "etc", "proc", "sys", "tmp", "home/app"] {
-        b.append_data(
-            &mut hdr(tar::EntryType::Directory, 0o755, 0),
-            d,
-            std::io::empty(),
-        )
-        .unwrap();
-    }
-    b.append_data(
-        &mut hdr(tar::EntryType::Regular, 0o755, exe.len()),
-        "bin/busybox",
-        &exe[..],
-    )
-    .unwrap();
-    b.append_link(
-        &mut hdr(tar::EntryType::Symlink, 0o777, 0),
-        "bin/sh",
-        "busybox",
-    )
-    .unwrap();
-    let passwd = b"root:x:0:0::/:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
-    b.append_data(
-        &mut hdr(tar::EntryType::Regular, 0o644, passwd.len()),
-        "etc/passwd",
-        &passwd[..],
-    )
-    .unwrap();
-    let group = b"root:x:0:\nstaff:x:50:\n";
-    b.append_data(
-        &mut hdr(tar::EntryType::Regular, 0o644, group.len()),
-        "etc/group",
-        &group[..],
-    )
-    .unwrap();
-    let layer = b.into_inner().unwrap();
-    let l = dir.join("bb");
-    let ld = blob(&l, "application/vnd.oci.image.layer.v1.tar", &layer);
-    let config = serde_json::json!({"architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo \"hi $GREETING from $(pwd) as $(id -u):$(id -g)\""],
-                   "Env": ["GREETING=there"], "WorkingDir": "/home/app", "User": "app:staff", "StopSignal": "SIGQUIT"},
-        "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}});
-    let cd = blob(
-        &l,
-        "application/vnd.oci.image.config.v1+json",
-        &serde_json::to_vec(&config).unwrap(),
-    );
-    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cd, "layers": [ld]});
-    let mut m = blob(
-        &l,
-        "application/vnd.oci.image.manifest.v1+json",
-        &serde_json::to_vec(&manifest).unwrap(),
-    );
-    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "example.com/bb:1"});
-    std::fs::write(
-        l.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [m]})).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(l.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    Some(l)
-}
-
 fn needs_root_and_busybox(test: &str, dir: &Path) -> Option<PathBuf> {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     if !is_root() {
@@ -344,7 +257,7 @@ fn needs_root_and_busybox(test: &str, dir: &Path) -> Option<PathBuf> {
         eprintln!("skipping {test}: needs root");
         return None;
     }
-    let l = busybox_layout(dir);
+    let l = common::busybox_layout_in(dir);
     if l.is_none() {
         assert!(!ci, "{test} needs busybox-static under CI");
         eprintln!("skipping {test}: needs busybox-static");
@@ -582,62 +495,6 @@ fn killed_import_leaves_nothing_visible_and_its_temp_files_go() {
     );
 }
 
-/// Debian's docker-registry on a free loopback port, killed on drop.
-struct Registry {
-    _dir: tempfile::TempDir,
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn registry() -> Registry {
-    for _ in 0..5 {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::write(
-            dir.path().join("config.yml"),
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry (scripts/setup.sh installs it)");
-        let mut r = Registry {
-            _dir: dir,
-            child,
-            port,
-        };
-        for _ in 0..200 {
-            if let Ok(Some(_)) = r.child.try_wait() {
-                break;
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return r;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-    }
-    panic!("docker-registry did not start");
-}
-
 #[test]
 fn pull_from_a_registry_then_bundle_and_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -645,7 +502,7 @@ fn pull_from_a_registry_then_bundle_and_run() {
     else {
         return;
     };
-    let reg = registry();
+    let reg = common::registry();
     let pushed = Command::new("skopeo")
         .args(["copy", "--quiet", "--dest-tls-verify=false"])
         .arg(format!("oci:{}:example.com/bb:1", src.display()))

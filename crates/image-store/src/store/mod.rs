@@ -336,6 +336,79 @@ impl Store {
         })
     }
 
+    /// Every named image, sorted by name.
+    pub fn images(&self) -> Result<Vec<Image>> {
+        self.list()?
+            .into_iter()
+            .map(|(name, _)| self.image(&name))
+            .collect()
+    }
+
+    /// Finds an image the way a CRI client names one: by name (normalized:
+    /// `busybox`), by image id (its config digest, `sha256:<hex>` or the bare
+    /// hex), or by repo digest (`name@sha256:<manifest digest>`). `None` if
+    /// no image matches.
+    pub fn find(&self, key: &str) -> Result<Option<Image>> {
+        let hex_id = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+        if key.starts_with("sha256:") || hex_id {
+            let id = if hex_id {
+                Digest::parse(&format!("sha256:{key}"))?
+            } else {
+                Digest::parse(key)?
+            };
+            for img in self.images()? {
+                if img.config.digest()? == id {
+                    return Ok(Some(img));
+                }
+            }
+            return Ok(None);
+        }
+        let name = normalize_name(key)?;
+        if let Some((repo, digest)) = name.split_once('@') {
+            // A repo digest: any name of that repository on that manifest.
+            let repo = match repo.rsplit_once(':') {
+                Some((r, tag)) if !tag.contains('/') => r,
+                _ => repo,
+            };
+            for img in self.images()? {
+                let img_repo = img.name.split('@').next().unwrap_or(&img.name);
+                let img_repo = match img_repo.rsplit_once(':') {
+                    Some((r, tag)) if !tag.contains('/') => r,
+                    _ => img_repo,
+                };
+                if img_repo == repo && img.manifest.digest_str == digest {
+                    return Ok(Some(img));
+                }
+            }
+            return Ok(None);
+        }
+        match self.image(&name) {
+            Ok(img) => Ok(Some(img)),
+            Err(Error::ImageNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes and inodes used under the store's root.
+    pub fn usage(&self) -> Result<(u64, u64)> {
+        fn walk(dir: &Path, bytes: &mut u64, inodes: &mut u64) -> std::io::Result<()> {
+            use std::os::unix::fs::MetadataExt;
+            for e in fs::read_dir(dir)? {
+                let e = e?;
+                let md = e.metadata()?;
+                *inodes += 1;
+                *bytes += md.blocks() * 512;
+                if md.is_dir() {
+                    walk(&e.path(), bytes, inodes)?;
+                }
+            }
+            Ok(())
+        }
+        let (mut bytes, mut inodes) = (0, 0);
+        walk(&self.root, &mut bytes, &mut inodes).map_err(io_err("measure", &self.root))?;
+        Ok((bytes, inodes))
+    }
+
     /// The image's config, parsed (entrypoint, env, user, ...), for building
     /// a runtime bundle.
     pub fn config(&self, image: &Image) -> Result<oci_spec::image::ImageConfiguration> {

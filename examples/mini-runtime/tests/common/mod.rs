@@ -340,3 +340,164 @@ pub fn unmount_under(base: &Path) {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+/// Debian's docker-registry on a free loopback port, killed on drop.
+pub struct Registry {
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn registry() -> Registry {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(
+            dir.path().join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/setup.sh installs it)");
+        let mut r = Registry {
+            _dir: dir,
+            child,
+            port,
+        };
+        for _ in 0..200 {
+            if let Ok(Some(_)) = r.child.try_wait() {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+    panic!("docker-registry did not start");
+}
+
+/// A one-layer OCI layout of the host's static busybox (with a user `app`
+/// and group `staff`), named `example.com/bb:1`, in `dir/bb`.
+pub fn busybox_layout_in(dir: &Path) -> Option<PathBuf> {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())?;
+    let exe = std::fs::read(busybox).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let hdr = |kind: tar::EntryType, mode: u32, size: usize| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size as u64);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    };
+    for d in ["bin", "dev", "etc", "proc", "sys", "tmp", "home/app"] {
+        b.append_data(
+            &mut hdr(tar::EntryType::Directory, 0o755, 0),
+            d,
+            std::io::empty(),
+        )
+        .unwrap();
+    }
+    b.append_data(
+        &mut hdr(tar::EntryType::Regular, 0o755, exe.len()),
+        "bin/busybox",
+        &exe[..],
+    )
+    .unwrap();
+    b.append_link(
+        &mut hdr(tar::EntryType::Symlink, 0o777, 0),
+        "bin/sh",
+        "busybox",
+    )
+    .unwrap();
+    let passwd = b"root:x:0:0::/:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    b.append_data(
+        &mut hdr(tar::EntryType::Regular, 0o644, passwd.len()),
+        "etc/passwd",
+        &passwd[..],
+    )
+    .unwrap();
+    let group = b"root:x:0:\nstaff:x:50:\n";
+    b.append_data(
+        &mut hdr(tar::EntryType::Regular, 0o644, group.len()),
+        "etc/group",
+        &group[..],
+    )
+    .unwrap();
+    let layer = b.into_inner().unwrap();
+    let l = dir.join("bb");
+    let ld = blob(&l, "application/vnd.oci.image.layer.v1.tar", &layer);
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo \"hi $GREETING from $(pwd) as $(id -u):$(id -g)\""],
+                   "Env": ["GREETING=there"], "WorkingDir": "/home/app", "User": "app:staff", "StopSignal": "SIGQUIT"},
+        "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}});
+    let cd = blob(
+        &l,
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cd, "layers": [ld]});
+    let mut m = blob(
+        &l,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "example.com/bb:1"});
+    std::fs::write(
+        l.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [m]})).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(l.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    Some(l)
+}
+
+/// [`busybox_layout_in`] at exactly `layout` (which must not exist yet).
+pub fn busybox_layout(layout: &Path) -> PathBuf {
+    let parent = layout.parent().unwrap();
+    let made = busybox_layout_in(parent).expect("busybox-static is installed");
+    if made != layout {
+        std::fs::rename(&made, layout).unwrap();
+    }
+    layout.to_path_buf()
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// Writes `data` as a blob of an OCI layout; returns its descriptor.
+pub fn blob(layout: &Path, mt: &str, data: &[u8]) -> serde_json::Value {
+    let d = sha(data);
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    std::fs::write(layout.join("blobs/sha256").join(&d[7..]), data).unwrap();
+    serde_json::json!({"mediaType": mt, "digest": d, "size": data.len()})
+}

@@ -1,0 +1,30 @@
+//! One mapping from our errors to gRPC status codes, as the CRI and its
+//! conformance tests expect them.
+
+use cri_api::Status;
+
+/// An image-store error as the CRI reports it.
+pub(crate) fn from_store(e: image_store::Error) -> Status {
+    use image_store::Error as E;
+    let msg = e.to_string();
+    match &e {
+        E::ImageNotFound { .. } => Status::not_found(msg),
+        E::InvalidReference { .. } | E::InvalidDigest { .. } | E::Config { .. } => {
+            Status::invalid_argument(msg)
+        }
+        E::NoMatchingPlatform { .. } => Status::not_found(msg),
+        E::Cancelled { .. } => Status::cancelled(msg),
+        E::Registry { reason, .. } if reason.starts_with("404") => Status::not_found(msg),
+        E::Registry { reason, .. } if reason.starts_with("401") || reason.contains(" 401 ") => {
+            Status::unauthenticated(msg)
+        }
+        E::Registry { .. } => Status::unavailable(msg),
+        E::DigestMismatch { .. } | E::SizeMismatch { .. } => Status::data_loss(msg),
+        _ => Status::internal(msg),
+    }
+}
+
+/// A request field that is missing or malformed.
+pub(crate) fn invalid(field: &str, why: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {why}"))
+}
