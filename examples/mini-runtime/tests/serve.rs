@@ -306,3 +306,76 @@ fn serve_refuses_a_bad_config_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no TCP"), "{err}");
 }
+
+/// The venv's Python with grpcio (made by the test command).
+fn python() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "python with grpcio not found at {}: the test command creates it",
+        p.display()
+    );
+    eprintln!("skipping: no venv at {}", p.display());
+    None
+}
+
+/// A client nobody here wrote: Python grpcio, with stubs generated from
+/// cri-api's proto, drives the image manager's calls.
+#[test]
+fn python_grpcio_drives_the_image_service() {
+    if !root_or_skip("python_grpcio_drives_the_image_service") {
+        return;
+    }
+    let Some(python) = python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = common::registry();
+    let name = push_busybox(tmp.path(), reg.port);
+    let server = start(&[]);
+    let stubs = tmp.path().join("stubs");
+    std::fs::create_dir(&stubs).unwrap();
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python)
+        .arg(manifest.join("tests/cri/image_client.py"))
+        .arg(manifest.join("../../crates/cri-api/proto"))
+        .arg(&server.sock)
+        .arg(&stubs)
+        .arg(&name)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python client failed: {stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON from the client ({e}): {stderr}"));
+    assert_eq!(r["runtime_name"], "mini-runtime");
+    assert_eq!(r["conditions"]["RuntimeReady"], true);
+    assert_eq!(r["absent"], false);
+    let id = r["image_ref"].as_str().unwrap();
+    assert!(id.starts_with("sha256:"), "{r}");
+    assert_eq!(r["listed"][0]["id"], id);
+    assert_eq!(r["listed"][0]["repo_tags"][0], name.as_str());
+    assert_eq!(r["listed"][0]["username"], "app");
+    assert_eq!(r["status_id"], id);
+    assert_eq!(r["verbose"], name.as_str());
+    assert!(r["fs_used"].as_u64().unwrap() > 0);
+    assert_eq!(r["remove"], serde_json::json!(["OK", "OK"]));
+    assert_eq!(r["after"], false);
+    assert!(
+        r["pods"]
+            .as_str()
+            .unwrap()
+            .starts_with("UNIMPLEMENTED: runtime.v1.RuntimeService/ListPodSandbox"),
+        "{r}"
+    );
+    assert!(
+        r["bad_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("INVALID_ARGUMENT"),
+        "{r}"
+    );
+}
