@@ -84,6 +84,7 @@ fn main() {
                 Source::Bundle(&bundle),
                 &MonitorOptions {
                     binary: monitor.clone(),
+                    args: Vec::new(),
                     log_path: work.path().join("mon.log"),
                     stdin: false,
                     create: CreateOptions::default(),

@@ -42,8 +42,11 @@ pub const ATTACH_SOCKET: &str = "attach.sock";
 /// How a monitored container is made.
 #[derive(Debug, Clone)]
 pub struct MonitorOptions {
-    /// The monitor binary (`oci-runtime-monitor`).
+    /// The monitor binary (`oci-runtime-monitor`, or a program of the
+    /// embedder's that calls [`monitor_main`]).
     pub binary: PathBuf,
+    /// Arguments for it (say, the subcommand that calls [`monitor_main`]).
+    pub args: Vec<std::ffi::OsString>,
     /// The CRI log file the container's output goes to.
     pub log_path: PathBuf,
     /// Whether the container gets a stdin (from attach clients); else `/dev/null`.
@@ -115,6 +118,7 @@ impl Runtime {
             no_new_keyring: opts.create.no_new_keyring,
         };
         let mut child = Command::new(&opts.binary)
+            .args(&opts.args)
             .stdin(ProcStdio::piped())
             .stdout(ProcStdio::piped())
             .stderr(ProcStdio::null())

@@ -32,6 +32,7 @@ fn spec(script: &str) -> Box<Spec> {
 fn opts(log: PathBuf, stdin: bool) -> MonitorOptions {
     MonitorOptions {
         binary: MONITOR.into(),
+        args: Vec::new(),
         log_path: log,
         stdin,
         create: CreateOptions::default(),

@@ -39,6 +39,12 @@ enum Command {
     Demo,
     /// Serve the CRI (RuntimeService and ImageService) on a unix socket.
     Serve(serve::ServeArgs),
+    /// The per-container monitor `serve` starts (not for use by hand).
+    #[command(hide = true)]
+    Monitor,
+    /// A pod's pause process, started by `serve` (not for use by hand).
+    #[command(name = "pod-infra", hide = true)]
+    PodInfra,
 }
 
 fn main() {
@@ -78,6 +84,8 @@ fn main() {
         Some(Command::Oci(c)) => oci_cmd::run(&cli.oci, c),
         Some(Command::Image(c)) => image_cmd::run(&cli.store, c),
         Some(Command::Demo) => image_cmd::demo(),
+        Some(Command::Monitor) => oci_runtime::monitor::monitor_main(),
+        Some(Command::PodInfra) => serve::pause(),
         Some(Command::Serve(args)) => serve::run(
             args,
             serve::Globals {

@@ -13,6 +13,8 @@
 //! store = "/var/lib/mini-runtime/images"
 //! # Runtime state of containers (tmpfs; gone after a reboot).
 //! root = "/run/mini-runtime"
+//! # What the kubelet told about pods and containers (survives reboots).
+//! state_dir = "/var/lib/mini-runtime/cri"
 //! # Registry mirrors, insecure hosts, CAs and credentials (see image-store).
 //! registry_config = "/etc/mini-runtime/registries.toml"
 //! # error, warn, info or debug; text or json, on stderr.
@@ -21,7 +23,10 @@
 //! ```
 
 mod images;
+mod pods;
 mod runtime;
+
+pub(crate) use pods::pause;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +46,9 @@ pub(crate) struct ServeArgs {
     /// Registry config for PullImage.
     #[arg(long)]
     registry_config: Option<PathBuf>,
+    /// Persistent dir for pod and container metadata.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Log level: error, warn, info or debug.
     #[arg(long, value_parser = ["error", "warn", "info", "debug"])]
     log_level: Option<String>,
@@ -61,6 +69,7 @@ struct FileConfig {
     listen: Option<String>,
     store: Option<PathBuf>,
     root: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     registry_config: Option<PathBuf>,
     log_level: Option<String>,
     log_format: Option<String>,
@@ -72,6 +81,7 @@ pub(crate) struct Settings {
     pub listen: PathBuf,
     pub store: PathBuf,
     pub root: PathBuf,
+    pub state_dir: PathBuf,
     pub registry_config: PathBuf,
     pub log: Logger,
 }
@@ -185,6 +195,11 @@ fn settings(args: &ServeArgs, globals: &Globals) -> Result<Settings, String> {
         listen,
         store: pick(&globals.store, file.store),
         root: pick(&globals.root, file.root),
+        state_dir: args
+            .state_dir
+            .clone()
+            .or(file.state_dir)
+            .unwrap_or_else(|| "/var/lib/mini-runtime/cri".into()),
         registry_config: args
             .registry_config
             .clone()
@@ -232,7 +247,8 @@ async fn serve(s: Settings) -> Result<(), String> {
     let registry = images::load_registry_config(&s.registry_config)?;
     let log = s.log.clone();
     let images = images::Images::new(store, registry, log.clone());
-    let runtime = runtime::Runtime::new(s.root.clone(), log.clone());
+    let pods = pods::Pods::open(&s.state_dir, &s.root, log.clone())?;
+    let runtime = runtime::Runtime::new(s.root.clone(), log.clone(), pods);
     let bound = cri_api::transport::bind(&s.listen).map_err(|e| e.to_string())?;
     log.log(
         "info",

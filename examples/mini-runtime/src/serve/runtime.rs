@@ -5,13 +5,17 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use cri_api::v1::{
-    CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
-    RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse,
-    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+    CgroupDriver, LinuxRuntimeConfiguration, ListPodSandboxRequest, ListPodSandboxResponse,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
+    RemovePodSandboxResponse, RunPodSandboxRequest, RunPodSandboxResponse, RuntimeCondition,
+    RuntimeConfigRequest, RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse,
+    StopPodSandboxRequest, StopPodSandboxResponse, UpdateRuntimeConfigRequest,
+    UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
 };
 use cri_api::{Request, Response, Status};
 
 use super::Logger;
+use super::pods::Pods;
 
 /// The runtime side of the server.
 #[derive(Debug)]
@@ -20,14 +24,16 @@ pub(crate) struct Runtime {
     log: Logger,
     /// The pod CIDR the kubelet last gave in UpdateRuntimeConfig.
     pod_cidr: Mutex<String>,
+    pods: Pods,
 }
 
 impl Runtime {
-    pub(crate) fn new(root: PathBuf, log: Logger) -> Self {
+    pub(crate) fn new(root: PathBuf, log: Logger, pods: Pods) -> Self {
         Self {
             root,
             log,
             pod_cidr: Mutex::new(String::new()),
+            pods,
         }
     }
 }
@@ -90,6 +96,41 @@ impl cri_api::v1::RuntimeService for Runtime {
             info,
             ..Default::default()
         }))
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        self.pods.run(req).await
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        self.pods.stop(req).await
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        self.pods.remove(req).await
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        self.pods.status(req).await
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
+        self.pods.list(req).await
     }
 
     async fn runtime_config(

@@ -4,7 +4,8 @@ Usage: image_client.py PROTO_ROOT SOCKET OUT_DIR IMAGE
 Generates the stubs into OUT_DIR, then drives `mini-runtime serve` as the
 kubelet's image manager does: Version and Status, ImageStatus of an absent
 image, PullImage, ListImages, ImageStatus (verbose) by the returned id,
-ImageFsInfo, RemoveImage twice, and one RPC serve does not implement yet.
+ImageFsInfo, RemoveImage twice, ListPodSandbox, and one RPC serve does not
+implement yet.
 Prints one JSON object with what came back.
 """
 import importlib
@@ -59,6 +60,7 @@ def main():
         out["remove"] = [code_of(lambda: images.RemoveImage(api.RemoveImageRequest(image=api.ImageSpec(image=ref)), timeout=30)) for _ in range(2)]
         out["after"] = images.ImageStatus(api.ImageStatusRequest(image=spec), timeout=30).HasField("image")
         out["pods"] = code_of(lambda: runtime.ListPodSandbox(api.ListPodSandboxRequest(), timeout=30))
+        out["containers"] = code_of(lambda: runtime.ListContainers(api.ListContainersRequest(), timeout=30))
         out["bad_name"] = code_of(lambda: images.PullImage(api.PullImageRequest(image=api.ImageSpec(image="Bad Name")), timeout=30))
     print(json.dumps(out))
 

@@ -1,0 +1,516 @@
+//! Pod sandboxes: a pause process (this binary's `pod-infra`) per pod, holding
+//! the pod's namespaces, created through oci-runtime under a monitor of its
+//! own so that it outlives `serve`. What the kubelet gave (metadata, labels,
+//! annotations, namespace options) is kept in the persistent state dir; a
+//! restarted `serve` reads it back and asks oci-runtime whether the pause
+//! process still runs.
+//!
+//! Pods share the host's network namespace only (`hostNetwork`) until CNI
+//! lands; any other pod is refused, saying so.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cri_api::v1::{
+    LinuxPodSandboxStatus, ListPodSandboxRequest, ListPodSandboxResponse, Namespace, NamespaceMode,
+    NamespaceOption, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxNetworkStatus,
+    PodSandboxState, PodSandboxStatus, PodSandboxStatusRequest, PodSandboxStatusResponse,
+    RemovePodSandboxRequest, RemovePodSandboxResponse, RunPodSandboxRequest, RunPodSandboxResponse,
+    StopPodSandboxRequest, StopPodSandboxResponse,
+};
+use cri_api::{Request, Response, Status};
+use oci_runtime::monitor::MonitorOptions;
+use serde::{Deserialize, Serialize};
+
+use super::Logger;
+use super::status::invalid;
+
+/// One pod as the server remembers it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pod {
+    id: String,
+    name: String,
+    uid: String,
+    namespace: String,
+    attempt: u32,
+    created_at: i64,
+    labels: HashMap<String, String>,
+    annotations: HashMap<String, String>,
+    runtime_handler: String,
+    /// NamespaceMode values of network, pid and ipc.
+    modes: (i32, i32, i32),
+    /// Set once StopPodSandbox ran: the pod stays NOTREADY.
+    stopped: bool,
+}
+
+/// The pod side of the server.
+#[derive(Debug, Clone)]
+pub(crate) struct Pods {
+    meta: PathBuf,
+    root: PathBuf,
+    rt: Arc<oci_runtime::Runtime>,
+    exe: PathBuf,
+    log: Logger,
+    pods: Arc<Mutex<HashMap<String, Pod>>>,
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("{what}: {e}"))
+}
+
+impl Pods {
+    /// Loads what `meta` (the persistent state dir) remembers.
+    pub(crate) fn open(meta: &Path, root: &Path, log: Logger) -> Result<Self, String> {
+        let dir = meta.join("pods");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut pods = HashMap::new();
+        for e in std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
+            let Ok(e) = e else { continue };
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            match std::fs::read(&p).map(|b| serde_json::from_slice::<Pod>(&b)) {
+                Ok(Ok(pod)) => {
+                    pods.insert(pod.id.clone(), pod);
+                }
+                _ => log.log(
+                    "warn",
+                    &format!("ignoring unreadable pod record {}", p.display()),
+                ),
+            }
+        }
+        let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
+        Ok(Self {
+            meta: dir,
+            root: root.to_path_buf(),
+            rt: Arc::new(oci_runtime::Runtime::new(root)),
+            exe,
+            log,
+            pods: Arc::new(Mutex::new(pods)),
+        })
+    }
+
+    fn save(&self, pod: &Pod) -> Result<(), Status> {
+        let path = self.meta.join(format!("{}.json", pod.id));
+        let tmp = self.meta.join(format!(".{}.tmp", pod.id));
+        let bytes = serde_json::to_vec_pretty(pod).map_err(|e| internal("encoding a pod", e))?;
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| internal("saving the pod record", e))
+    }
+
+    fn state_of(&self, pod: &Pod) -> PodSandboxState {
+        let running = !pod.stopped
+            && self
+                .rt
+                .state(&pod.id)
+                .is_ok_and(|s| *s.state.status() == oci_spec::runtime::ContainerState::Running);
+        if running {
+            PodSandboxState::SandboxReady
+        } else {
+            PodSandboxState::SandboxNotready
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<Pod, Status> {
+        if id.is_empty() {
+            return Err(invalid("pod_sandbox_id", "empty"));
+        }
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("pod sandbox {id} not found")))
+    }
+
+    /// The pause process's spec: its own mount, ipc and pid namespaces (as
+    /// the pod asks), the host's network; a read-only rootfs holding only
+    /// this binary (bound at `/pause`) and the host's `/usr` for its
+    /// libraries.
+    fn pause_spec(
+        &self,
+        pod: &Pod,
+        cgroup_parent: &str,
+    ) -> Result<oci_spec::runtime::Spec, Status> {
+        let mut namespaces = vec![serde_json::json!({"type": "mount"})];
+        if pod.modes.2 != NamespaceMode::Node as i32 {
+            namespaces.push(serde_json::json!({"type": "ipc"}));
+        }
+        if pod.modes.1 != NamespaceMode::Node as i32 {
+            namespaces.push(serde_json::json!({"type": "pid"}));
+        }
+        let parent = if cgroup_parent.is_empty() {
+            "/mini-runtime"
+        } else {
+            cgroup_parent.trim_end_matches('/')
+        };
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "args": ["/pause", "pod-infra"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                "env": [], "noNewPrivileges": true, "capabilities": {}
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/usr", "type": "bind", "source": "/usr",
+                 "options": ["rbind", "ro", "nosuid", "nodev"]},
+                {"destination": "/pause", "type": "bind", "source": self.exe,
+                 "options": ["bind", "ro", "nosuid", "nodev"]}
+            ],
+            "linux": {
+                "namespaces": namespaces,
+                "cgroupsPath": format!("{parent}/pod-{}", pod.id),
+                "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"],
+                "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"]
+            }
+        });
+        serde_json::from_value(spec).map_err(|e| internal("building the pause spec", e))
+    }
+
+    /// The pause rootfs: mount points, and the host's merged-/usr links.
+    fn pause_rootfs(&self, id: &str) -> std::io::Result<PathBuf> {
+        let dir = self.root.join("pods").join(id).join("rootfs");
+        for d in ["proc", "dev", "usr"] {
+            std::fs::create_dir_all(dir.join(d))?;
+        }
+        std::fs::write(dir.join("pause"), b"")?;
+        for link in ["lib", "lib64", "bin", "sbin"] {
+            if let Ok(target) = std::fs::read_link(Path::new("/").join(link)) {
+                let at = dir.join(link);
+                if std::fs::symlink_metadata(&at).is_err() {
+                    std::os::unix::fs::symlink(target, at)?;
+                }
+            }
+        }
+        Ok(dir)
+    }
+
+    fn to_cri(&self, pod: &Pod) -> PodSandbox {
+        PodSandbox {
+            id: pod.id.clone(),
+            metadata: Some(PodSandboxMetadata {
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+                namespace: pod.namespace.clone(),
+                attempt: pod.attempt,
+            }),
+            state: self.state_of(pod) as i32,
+            created_at: pod.created_at,
+            labels: pod.labels.clone(),
+            annotations: pod.annotations.clone(),
+            runtime_handler: pod.runtime_handler.clone(),
+        }
+    }
+
+    pub(crate) async fn run(
+        &self,
+        req: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        let req = req.into_inner();
+        let config: PodSandboxConfig = req.config.ok_or_else(|| invalid("config", "missing"))?;
+        let md = config
+            .metadata
+            .clone()
+            .ok_or_else(|| invalid("config.metadata", "missing"))?;
+        for (field, v) in [
+            ("name", &md.name),
+            ("uid", &md.uid),
+            ("namespace", &md.namespace),
+        ] {
+            if v.is_empty() {
+                return Err(invalid(&format!("config.metadata.{field}"), "empty"));
+            }
+        }
+        if !req.runtime_handler.is_empty() && req.runtime_handler != "mini-runtime" {
+            return Err(invalid(
+                "runtime_handler",
+                &format!(
+                    "{:?} is not a handler of this runtime (it has mini-runtime)",
+                    req.runtime_handler
+                ),
+            ));
+        }
+        let linux = config.linux.clone().unwrap_or_default();
+        let ns = linux
+            .security_context
+            .as_ref()
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        if ns.network != NamespaceMode::Node as i32 {
+            return Err(Status::failed_precondition(
+                "pod networking (CNI) is not implemented by mini-runtime yet: only pods on the \
+                 host's network (namespace_options.network = NODE) run",
+            ));
+        }
+        if ns
+            .userns_options
+            .as_ref()
+            .is_some_and(|u| u.mode != NamespaceMode::Node as i32)
+        {
+            return Err(Status::failed_precondition(
+                "user namespaces for pods are not implemented by mini-runtime yet",
+            ));
+        }
+        // One pod per (name, namespace, uid, attempt), as the kubelet expects.
+        {
+            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = pods.values().find(|p| {
+                p.name == md.name
+                    && p.namespace == md.namespace
+                    && p.uid == md.uid
+                    && p.attempt == md.attempt
+            }) {
+                return Err(Status::already_exists(format!(
+                    "pod {}/{} attempt {} exists as {}",
+                    md.namespace, md.name, md.attempt, p.id
+                )));
+            }
+        }
+        let id = random_id().map_err(|e| internal("making an id", e))?;
+        let pod = Pod {
+            id: id.clone(),
+            name: md.name,
+            uid: md.uid,
+            namespace: md.namespace,
+            attempt: md.attempt,
+            created_at: now_nanos(),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            runtime_handler: req.runtime_handler.clone(),
+            modes: (ns.network, ns.pid, ns.ipc),
+            stopped: false,
+        };
+        let spec = self.pause_spec(&pod, &linux.cgroup_parent)?;
+        self.save(&pod)?;
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), pod.clone());
+        let this = self.clone();
+        let made = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let rootfs = this
+                .pause_rootfs(&id)
+                .map_err(|e| format!("pause rootfs: {e}"))?;
+            let log_path = this.root.join("pods").join(&id).join("pause.log");
+            this.rt
+                .create_monitored(
+                    &id,
+                    oci_runtime::Source::Spec {
+                        spec: Box::new(spec),
+                        rootfs,
+                    },
+                    &MonitorOptions {
+                        binary: this.exe.clone(),
+                        args: vec!["monitor".into()],
+                        log_path,
+                        stdin: false,
+                        create: Default::default(),
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            this.rt.start(&id).map(drop).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| internal("the pod task", e))?;
+        if let Err(e) = made {
+            // Nothing half-made stays: the record and whatever was created go.
+            let _ = self.remove_all(&pod.id);
+            return Err(Status::internal(format!(
+                "starting the pod's pause process: {e}"
+            )));
+        }
+        self.log.log(
+            "info",
+            &format!("pod {}/{} is {}", pod.namespace, pod.name, pod.id),
+        );
+        Ok(Response::new(RunPodSandboxResponse {
+            pod_sandbox_id: pod.id,
+        }))
+    }
+
+    /// Kills and deletes the pause container, and forgets the pod.
+    fn remove_all(&self, id: &str) -> Result<(), Status> {
+        let _ = self.rt.kill(id, libc::SIGKILL, true);
+        let _ = self
+            .rt
+            .wait_exit(id, Some(std::time::Duration::from_secs(10)));
+        match self.rt.delete(id, true) {
+            Ok(_) | Err(oci_runtime::Error::NotFound { .. }) => {}
+            Err(e) => return Err(internal("deleting the pause container", e)),
+        }
+        let _ = std::fs::remove_dir_all(self.root.join("pods").join(id));
+        let _ = std::fs::remove_file(self.meta.join(format!("{id}.json")));
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    pub(crate) async fn stop(
+        &self,
+        req: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        let mut pod = self.get(&req.into_inner().pod_sandbox_id)?;
+        let this = self.clone();
+        let id = pod.id.clone();
+        tokio::task::spawn_blocking(move || {
+            match this.rt.kill(&id, libc::SIGKILL, true) {
+                Ok(()) | Err(oci_runtime::Error::NotFound { .. }) => {}
+                Err(
+                    oci_runtime::Error::NotRunning { .. } | oci_runtime::Error::WrongState { .. },
+                ) => {}
+                Err(e) => return Err(internal("stopping the pause process", e)),
+            }
+            let _ = this
+                .rt
+                .wait_exit(&id, Some(std::time::Duration::from_secs(10)));
+            Ok(())
+        })
+        .await
+        .map_err(|e| internal("the pod task", e))??;
+        pod.stopped = true;
+        self.save(&pod)?;
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pod.id.clone(), pod);
+        Ok(Response::new(StopPodSandboxResponse {}))
+    }
+
+    pub(crate) async fn remove(
+        &self,
+        req: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        let id = req.into_inner().pod_sandbox_id;
+        if id.is_empty() {
+            return Err(invalid("pod_sandbox_id", "empty"));
+        }
+        // Removing a pod that is not there is not an error.
+        if self.get(&id).is_err() {
+            return Ok(Response::new(RemovePodSandboxResponse {}));
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.remove_all(&id))
+            .await
+            .map_err(|e| internal("the pod task", e))??;
+        Ok(Response::new(RemovePodSandboxResponse {}))
+    }
+
+    pub(crate) async fn status(
+        &self,
+        req: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        let req = req.into_inner();
+        let pod = self.get(&req.pod_sandbox_id)?;
+        let cri = self.to_cri(&pod);
+        let mut info = HashMap::new();
+        if req.verbose {
+            let pid = self.rt.state(&pod.id).ok().and_then(|s| *s.state.pid());
+            info.insert(
+                "info".to_string(),
+                serde_json::json!({"pid": pid, "record": pod}).to_string(),
+            );
+        }
+        Ok(Response::new(PodSandboxStatusResponse {
+            status: Some(PodSandboxStatus {
+                id: cri.id,
+                metadata: cri.metadata,
+                state: cri.state,
+                created_at: cri.created_at,
+                network: Some(PodSandboxNetworkStatus::default()),
+                linux: Some(LinuxPodSandboxStatus {
+                    namespaces: Some(Namespace {
+                        options: Some(NamespaceOption {
+                            network: pod.modes.0,
+                            pid: pod.modes.1,
+                            ipc: pod.modes.2,
+                            ..Default::default()
+                        }),
+                    }),
+                }),
+                labels: cri.labels,
+                annotations: cri.annotations,
+                runtime_handler: cri.runtime_handler,
+            }),
+            info,
+            containers_statuses: Vec::new(),
+            timestamp: now_nanos(),
+        }))
+    }
+
+    pub(crate) async fn list(
+        &self,
+        req: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let pods: Vec<Pod> = self
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut items: Vec<PodSandbox> = pods
+            .iter()
+            .filter(|p| filter.id.is_empty() || p.id.starts_with(&filter.id))
+            .filter(|p| {
+                filter
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| p.labels.get(k) == Some(v))
+            })
+            .map(|p| self.to_cri(p))
+            .filter(|p| filter.state.as_ref().is_none_or(|s| s.state == p.state))
+            .collect();
+        items.sort_by_key(|p| p.created_at);
+        Ok(Response::new(ListPodSandboxResponse { items }))
+    }
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// 64 hex digits from the kernel's random source, as containerd's ids.
+fn random_id() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// `mini-runtime pod-infra`: the process that holds a pod's namespaces. It
+/// sleeps, reaps what is reparented to it, and exits on SIGTERM or SIGINT.
+pub(crate) fn pause() -> i32 {
+    // SAFETY: plain signal-mask calls on a zeroed sigset of this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        loop {
+            let mut sig = 0;
+            if libc::sigwait(&set, &mut sig) != 0 {
+                continue;
+            }
+            if sig == libc::SIGCHLD {
+                while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+                continue;
+            }
+            return 0;
+        }
+    }
+}
