@@ -258,21 +258,6 @@ impl Pods {
                 "user namespaces for pods are not implemented by mini-runtime yet",
             ));
         }
-        // One pod per (name, namespace, uid, attempt), as the kubelet expects.
-        {
-            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(p) = pods.values().find(|p| {
-                p.name == md.name
-                    && p.namespace == md.namespace
-                    && p.uid == md.uid
-                    && p.attempt == md.attempt
-            }) {
-                return Err(Status::already_exists(format!(
-                    "pod {}/{} attempt {} exists as {}",
-                    md.namespace, md.name, md.attempt, p.id
-                )));
-            }
-        }
         let id = random_id().map_err(|e| internal("making an id", e))?;
         let pod = Pod {
             id: id.clone(),
@@ -288,11 +273,31 @@ impl Pods {
             stopped: false,
         };
         let spec = self.pause_spec(&pod, &linux.cgroup_parent)?;
-        self.save(&pod)?;
-        self.pods
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), pod.clone());
+        // One pod per (name, namespace, uid, attempt), as the kubelet
+        // expects: checked and claimed under one lock, so that two requests
+        // for the same pod cannot both go on.
+        {
+            let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = pods.values().find(|p| {
+                p.name == pod.name
+                    && p.namespace == pod.namespace
+                    && p.uid == pod.uid
+                    && p.attempt == pod.attempt
+            }) {
+                return Err(Status::already_exists(format!(
+                    "pod {}/{} attempt {} exists as {}",
+                    pod.namespace, pod.name, pod.attempt, p.id
+                )));
+            }
+            pods.insert(id.clone(), pod.clone());
+        }
+        if let Err(e) = self.save(&pod) {
+            self.pods
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            return Err(e);
+        }
         let this = self.clone();
         let made = tokio::task::spawn_blocking(move || -> Result<(), String> {
             let rootfs = this
