@@ -400,7 +400,7 @@ fn pod_config(name: &str, labels: &[(&str, &str)]) -> cri_api::v1::PodSandboxCon
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/mr-serve-test-{}", std::process::id()),
+            cgroup_parent: format!("/mr-serve-test-{}-{name}", std::process::id()),
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(NamespaceOption {
                     network: NamespaceMode::Node as i32,
@@ -491,7 +491,11 @@ fn pod_sandboxes_run_stop_remove_and_survive_a_restart() {
                 });
             if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
                 for e in entries.flatten() {
-                    let _ = std::fs::remove_dir(e.path().join(format!("mr-serve-test-{}", self.1)));
+                    for pod in ["a", "b", "c"] {
+                        let _ = std::fs::remove_dir(
+                            e.path().join(format!("mr-serve-test-{}-{pod}", self.1)),
+                        );
+                    }
                 }
             }
         }
@@ -673,6 +677,130 @@ fn pod_sandboxes_run_stop_remove_and_survive_a_restart() {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the pause process outlived its pod"
     );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// After a host reboot (every process killed, `/run` wiped; the persistent
+/// state dir kept) `serve` starts cleanly and reports the old pods NOTREADY,
+/// in lists and streams, so that the kubelet removes them.
+#[test]
+fn pods_after_a_reboot_are_notready_and_removable() {
+    use cri_api::v1::{
+        PodSandboxState, RemovePodSandboxRequest, RunPodSandboxRequest, StreamPodSandboxesRequest,
+    };
+    if !root_or_skip("pods_after_a_reboot_are_notready_and_removable") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let sock = dir.path().join("cri.sock");
+    let spawn = || {
+        let mut child = Command::new(bin_path())
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .arg("--root")
+            .arg(&run)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--state-dir")
+            .arg(dir.path().join("cri"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..400 {
+            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+                return child;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "serve exited");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("serve did not listen");
+    };
+    let cgroup = format!("mr-serve-test-{}-r", std::process::id());
+    let mut child = spawn();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect =
+        || async { RuntimeServiceClient::new(cri_api::transport::connect(&sock).await.unwrap()) };
+    let id = rt.block_on(async {
+        connect()
+            .await
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_config("r", &[])),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id
+    });
+    // The "reboot": serve, the pause process and its monitor killed, /run wiped.
+    let pid = pause_pid(&run, &id).expect("the pause process runs");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    let monitor: i32 = after.split_whitespace().nth(1).unwrap().parse().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for p in [pid, monitor] {
+        // SAFETY: signalling processes this test's server started.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    for _ in 0..400 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_dir_all(&run).unwrap();
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            let base = e.path().join(&cgroup);
+            if let Ok(kids) = std::fs::read_dir(&base) {
+                for k in kids.flatten() {
+                    let _ = std::fs::remove_dir(k.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&base);
+        }
+    }
+    let _ = std::fs::remove_file(&sock);
+    let mut child = spawn();
+    rt.block_on(async {
+        let mut c = connect().await;
+        let items = c
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].id, id);
+        assert_eq!(items[0].state, PodSandboxState::SandboxNotready as i32);
+        let mut stream = c
+            .stream_pod_sandboxes(StreamPodSandboxesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().expect("one message");
+        assert_eq!(first.pod_sandboxes.len(), 1);
+        c.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        let items = c
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert!(items.is_empty());
+    });
     child.kill().unwrap();
     child.wait().unwrap();
 }

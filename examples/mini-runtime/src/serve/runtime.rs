@@ -133,6 +133,29 @@ impl cri_api::v1::RuntimeService for Runtime {
         self.pods.list(req).await
     }
 
+    async fn stream_pod_sandboxes(
+        &self,
+        req: Request<cri_api::v1::StreamPodSandboxesRequest>,
+    ) -> Result<Response<cri_api::BoxStream<cri_api::v1::StreamPodSandboxesResponse>>, Status> {
+        let filter = req.into_inner().filter;
+        let items = self
+            .pods
+            .list(Request::new(ListPodSandboxRequest { filter }))
+            .await?
+            .into_inner()
+            .items;
+        // In messages of up to 100 pods.
+        let chunks: Vec<Result<cri_api::v1::StreamPodSandboxesResponse, Status>> = items
+            .chunks(100)
+            .map(|c| {
+                Ok(cri_api::v1::StreamPodSandboxesResponse {
+                    pod_sandboxes: c.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
     async fn runtime_config(
         &self,
         _req: Request<RuntimeConfigRequest>,
