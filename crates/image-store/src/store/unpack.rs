@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use super::pipeline;
-use super::{Image, Progress, Store};
-use crate::apply::WhiteoutMode;
+use super::{Image, Layer, Progress, Store};
+use crate::apply::{ApplyStats, WhiteoutMode};
 use crate::error::{Error, Result, io_err};
 
 impl Store {
@@ -60,19 +60,61 @@ impl Store {
     }
 
     /// Applies each layer's snapshot, read back as a tar stream by a second
-    /// thread (the next layer's while this one is written), with the same
-    /// applier and defences as a blob.
+    /// thread, with the same applier and defences as a blob.
     fn unpack_snapshots(&self, image: &Image, dest: &Path, progress: &dyn Progress) -> Result<()> {
+        self.apply_streams(
+            image,
+            dest,
+            |layer, decoder| {
+                let dir = self.snapshot_dir(&layer.chain_id);
+                let dir = dir.parent().unwrap_or(&dir).to_path_buf();
+                super::snapshot_tar::write(&dir, decoder.into_writer())
+                    .and_then(|w| w.finish())
+                    .map_err(io_err("read snapshot", &dir))
+            },
+            |applied, written, layer| {
+                match written {
+                    // The applier stopped reading: its error is the one.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    Err(e) => return Err(e),
+                    Ok(()) => {}
+                }
+                applied?;
+                progress.advance(layer.blob.size);
+                Ok(())
+            },
+        )
+    }
+
+    /// Applies each layer's blob, decompressed and checked against its
+    /// diff_id by a second thread.
+    fn unpack_layers(&self, image: &Image, dest: &Path, progress: &dyn Progress) -> Result<()> {
+        self.apply_streams(
+            image,
+            dest,
+            |layer, decoder| decoder.run(self, layer, progress),
+            |applied, decoded, layer| super::snapshot::finish(applied, decoded, layer).map(drop),
+        )
+    }
+
+    /// Applies the layers in order into `dest`, each from the stream a
+    /// producer thread fills (the next layer's producer runs while this one
+    /// is written); `settle` weighs the applier's outcome against the
+    /// producer's.
+    fn apply_streams<T: Send>(
+        &self,
+        image: &Image,
+        dest: &Path,
+        produce: impl Fn(&Layer, pipeline::Decoder) -> T + Sync,
+        settle: impl Fn(Result<ApplyStats>, T, &Layer) -> Result<()>,
+    ) -> Result<()> {
         std::thread::scope(|s| {
             let spawn = |i: usize| {
                 let (decoder, reader) = pipeline::channel();
-                let dir = self.snapshot_dir(&image.layers[i].chain_id);
-                let dir = dir.parent().unwrap_or(&dir).to_path_buf();
-                let h = s.spawn(move || {
-                    super::snapshot_tar::write(&dir, decoder.into_writer())
-                        .and_then(|w| w.finish())
-                        .map_err(io_err("read snapshot", &dir))
-                });
+                let layer = &image.layers[i];
+                let produce = &produce;
+                let h = s.spawn(move || produce(layer, decoder));
                 (reader, h)
             };
             let mut next = (!image.layers.is_empty()).then(|| spawn(0));
@@ -92,7 +134,7 @@ impl Store {
                         ..Default::default()
                     },
                 );
-                // The end-of-archive blocks the applier did not need.
+                // What the applier did not need (end-of-archive blocks).
                 if applied.is_ok()
                     && let Err(source) = reader.drain()
                 {
@@ -102,59 +144,8 @@ impl Store {
                     });
                 }
                 drop(reader);
-                let written = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                match written {
-                    // The applier stopped reading: its error is the one.
-                    Err(Error::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::BrokenPipe =>
-                    {
-                        applied?
-                    }
-                    Err(e) => return Err(e),
-                    Ok(()) => applied?,
-                };
-                progress.advance(layer.blob.size);
-            }
-            Ok(())
-        })
-    }
-
-    fn unpack_layers(&self, image: &Image, dest: &Path, progress: &dyn Progress) -> Result<()> {
-        std::thread::scope(|s| {
-            let spawn = |i: usize| {
-                let (decoder, reader) = pipeline::channel();
-                let layer = &image.layers[i];
-                let h = s.spawn(move || decoder.run(self, layer, progress));
-                (reader, h)
-            };
-            let mut next = (!image.layers.is_empty()).then(|| spawn(0));
-            for (i, layer) in image.layers.iter().enumerate() {
-                let Some((mut reader, h)) = next.take() else {
-                    break;
-                };
-                if i + 1 < image.layers.len() {
-                    next = Some(spawn(i + 1));
-                }
-                let mut res = crate::apply::apply_stream(
-                    dest,
-                    &mut reader,
-                    &crate::apply::ApplyOptions {
-                        whiteouts: WhiteoutMode::Remove,
-                        compression: crate::apply::Compression::None,
-                        ..Default::default()
-                    },
-                );
-                if res.is_ok()
-                    && let Err(source) = reader.drain()
-                {
-                    res = Err(Error::ReadLayer {
-                        layer: layer.blob.digest_str.clone(),
-                        source,
-                    });
-                }
-                drop(reader);
-                let decoded = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                super::snapshot::finish(res, decoded, layer)?;
+                let produced = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                settle(applied, produced, layer)?;
             }
             Ok(())
         })
