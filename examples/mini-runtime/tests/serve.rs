@@ -34,41 +34,45 @@ impl Drop for Server {
 
 fn start(extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("cri.sock");
-    let child = Command::new(bin_path())
+    let child = spawn_in(dir.path(), extra);
+    Server {
+        child,
+        sock: dir.path().join("cri.sock"),
+        _dir: dir,
+    }
+}
+
+/// Starts `serve` with everything under `dir` (store, runtime root, state
+/// dir, `cri.sock`, its log in `serve.log`) and waits until it accepts.
+fn spawn_in(dir: &Path, extra: &[&str]) -> Child {
+    let sock = dir.join("cri.sock");
+    let log = dir.join("serve.log");
+    let mut child = Command::new(bin_path())
         .arg("--store")
-        .arg(dir.path().join("store"))
+        .arg(dir.join("store"))
         .arg("--root")
-        .arg(dir.path().join("run"))
+        .arg(dir.join("run"))
         .arg("serve")
         .arg("--listen")
         .arg(format!("unix://{}", sock.display()))
         .arg("--state-dir")
-        .arg(dir.path().join("cri"))
+        .arg(dir.join("cri"))
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("mini-runtime serve");
-    let mut s = Server {
-        child,
-        sock,
-        _dir: dir,
-    };
     for _ in 0..400 {
-        if s.sock.exists() {
-            return s;
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            return child;
         }
-        if let Ok(Some(status)) = s.child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = s.child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
+        if let Ok(Some(status)) = child.try_wait() {
+            let err = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("serve exited ({status}): {err}");
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("serve did not create {}", s.sock.display());
+    panic!("serve did not listen on {}", sock.display());
 }
 
 /// The busybox image of the image tests, pushed to a loopback registry.
@@ -440,37 +444,9 @@ fn pod_sandboxes_run_stop_remove_and_survive_a_restart() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("cri");
     let run = dir.path().join("run");
-    let spawn = || {
-        Command::new(bin_path())
-            .arg("--store")
-            .arg(dir.path().join("store"))
-            .arg("--root")
-            .arg(&run)
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("unix://{}", dir.path().join("cri.sock").display()))
-            .arg("--state-dir")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
     let sock = dir.path().join("cri.sock");
-    let wait_sock = |child: &mut Child| {
-        for _ in 0..400 {
-            if sock.exists() && std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-                return;
-            }
-            assert!(child.try_wait().unwrap().is_none(), "serve exited");
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("serve did not listen");
-    };
-    let mut child = spawn();
-    wait_sock(&mut child);
+    let mut child = spawn_in(dir.path(), &[]);
     // Whatever happens, no pause process or cgroup outlives the test.
     struct Cleanup(PathBuf, u32);
     impl Drop for Cleanup {
@@ -614,8 +590,7 @@ fn pod_sandboxes_run_stop_remove_and_survive_a_restart() {
         "the pause process died with serve"
     );
     let _ = std::fs::remove_file(&sock);
-    let mut child = spawn();
-    wait_sock(&mut child);
+    let mut child = spawn_in(dir.path(), &[]);
     rt.block_on(async {
         let mut c = connect().await;
         let ready = c
@@ -695,32 +670,8 @@ fn pods_after_a_reboot_are_notready_and_removable() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let sock = dir.path().join("cri.sock");
-    let spawn = || {
-        let mut child = Command::new(bin_path())
-            .arg("--store")
-            .arg(dir.path().join("store"))
-            .arg("--root")
-            .arg(&run)
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--state-dir")
-            .arg(dir.path().join("cri"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..400 {
-            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-                return child;
-            }
-            assert!(child.try_wait().unwrap().is_none(), "serve exited");
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("serve did not listen");
-    };
     let cgroup = format!("mr-serve-test-{}-r", std::process::id());
-    let mut child = spawn();
+    let mut child = spawn_in(dir.path(), &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -769,7 +720,7 @@ fn pods_after_a_reboot_are_notready_and_removable() {
         }
     }
     let _ = std::fs::remove_file(&sock);
-    let mut child = spawn();
+    let mut child = spawn_in(dir.path(), &[]);
     rt.block_on(async {
         let mut c = connect().await;
         let items = c
