@@ -106,15 +106,31 @@ fn start_registry_with(extra: &str, http_extra: &str) -> Option<Registry> {
 
 /// Pushes the image named `tag` of an OCI layout to `127.0.0.1:port/repo:tag`.
 fn push(layout: &Path, tag: &str, port: u16, repo: &str, all: bool) {
+    push_with(layout, tag, port, repo, if all { &["--all"] } else { &[] });
+}
+
+/// [`push`] with more `skopeo copy` flags (`--dest-creds user:password`).
+fn push_with(layout: &Path, tag: &str, port: u16, repo: &str, flags: &[&str]) {
     let src = format!("oci:{}:{tag}", layout.display());
     let dst = format!("docker://127.0.0.1:{port}/{repo}:{tag}");
     let mut args = vec!["copy", "--quiet", "--dest-tls-verify=false"];
-    if all {
-        args.push("--all");
-    }
+    args.extend(flags);
     args.extend([src.as_str(), dst.as_str()]);
     let (ok, out) = run("skopeo", &args);
     assert!(ok, "skopeo copy: {out}");
+}
+
+/// A client with `username` and `password` configured for `host`.
+fn client_with(host: &str, username: &str, password: &str) -> Client {
+    Client::new(
+        RegistryConfig::parse(
+            &format!(
+                "[registries.\"{host}\"]\nusername = \"{username}\"\npassword = \"{password}\"\n"
+            ),
+            Path::new("test.toml"),
+        )
+        .unwrap(),
+    )
 }
 
 #[derive(Default)]
@@ -682,18 +698,11 @@ fn bearer_token_auth_and_a_wrong_password() {
         },
     );
     let host = format!("127.0.0.1:{}", reg.port);
-    let config = |password: &str| {
-        RegistryConfig::parse(
-            &format!("[registries.\"{host}\"]\nusername = \"alice\"\npassword = \"{password}\"\n"),
-            Path::new("test.toml"),
-        )
-        .unwrap()
-    };
     let store = Store::open(tmp.path().join("store")).unwrap();
     let name = format!("{host}/auth/app:a");
     let err = store
         .pull(
-            &Client::new(config("wrong")),
+            &client_with(&host, "alice", "wrong"),
             &name,
             &PullOptions::default(),
             &image_store::NoProgress,
@@ -706,7 +715,7 @@ fn bearer_token_auth_and_a_wrong_password() {
     );
     let anonymous = pull(&store, &name).unwrap_err().to_string();
     assert!(anonymous.contains("401"), "{anonymous}");
-    let c = Client::new(config("s3cret"));
+    let c = client_with(&host, "alice", "s3cret");
     store
         .pull(&c, &name, &PullOptions::default(), &image_store::NoProgress)
         .unwrap();
@@ -994,33 +1003,17 @@ fn docker_registry_token_auth() {
     let layout = tmp.path().join("layout");
     let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
     put_index(&layout, &[(Some("a"), m)]);
-    let (ok, out) = run(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "alice:s3cret",
-            &format!("oci:{}:a", layout.display()),
-            &format!("docker://127.0.0.1:{}/auth/app:a", reg.port),
-        ],
+    push_with(
+        &layout,
+        "a",
+        reg.port,
+        "auth/app",
+        &["--dest-creds", "alice:s3cret"],
     );
-    assert!(ok, "skopeo copy with token auth: {out}");
     let host = format!("127.0.0.1:{}", reg.port);
     let name = format!("{host}/auth/app:a");
     let store = Store::open(tmp.path().join("store")).unwrap();
-    let with = |password: &str| {
-        Client::new(
-            RegistryConfig::parse(
-                &format!(
-                    "[registries.\"{host}\"]\nusername = \"alice\"\npassword = \"{password}\"\n"
-                ),
-                Path::new("t.toml"),
-            )
-            .unwrap(),
-        )
-    };
+    let with = |password: &str| client_with(&host, "alice", password);
     let err = store
         .pull(
             &with("nope"),
@@ -1130,19 +1123,13 @@ fn docker_registry_basic_auth() {
     let layout = tmp.path().join("layout");
     let m = put_image(&layout, &sample_layers(), Comp::Gzip, "amd64");
     put_index(&layout, &[(Some("b"), m)]);
-    let (ok, out) = run(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "bob:pa55",
-            &format!("oci:{}:b", layout.display()),
-            &format!("docker://127.0.0.1:{}/basic/app:b", reg.port),
-        ],
+    push_with(
+        &layout,
+        "b",
+        reg.port,
+        "basic/app",
+        &["--dest-creds", "bob:pa55"],
     );
-    assert!(ok, "skopeo copy with basic auth: {out}");
     let host = format!("127.0.0.1:{}", reg.port);
     let name = format!("{host}/basic/app:b");
     let store = Store::open(tmp.path().join("store")).unwrap();
@@ -1151,17 +1138,7 @@ fn docker_registry_basic_auth() {
         err.contains("401") && err.contains("basic auth") && err.contains("no credentials"),
         "{err}"
     );
-    let with = |password: &str| {
-        Client::new(
-            RegistryConfig::parse(
-                &format!(
-                    "[registries.\"{host}\"]\nusername = \"bob\"\npassword = \"{password}\"\n"
-                ),
-                Path::new("t.toml"),
-            )
-            .unwrap(),
-        )
-    };
+    let with = |password: &str| client_with(&host, "bob", password);
     let err = store
         .pull(
             &with("wrong"),
