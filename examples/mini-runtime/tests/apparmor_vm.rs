@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::{Bundle, bin_path, root_or_skip};
 use serde_json::json;
@@ -62,27 +61,16 @@ fn apparmor_profile_confines_the_container_in_a_vm() {
         apparmor_parser -r /work/profile; \
         echo \"=== confined\"; mini-runtime --root /run/mr run -b /work/confined aa-on; \
         echo \"=== unconfined\"; mini-runtime --root /run/mr run -b /work/free aa-off";
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let include = |host: &std::path::Path, guest: &str| format!("{}:{guest}", host.display());
-    let out = Command::new("bash")
-        .arg(repo.join("scripts/vm/run.sh"))
-        .args([
-            "--include",
-            &include(bin_path().as_ref(), "/bin/mini-runtime"),
-        ])
-        .args(["--include", &include(&profile, "/work/profile")])
-        .args(["--include", &include(confined.path(), "/work/confined")])
-        .args(["--include", &include(free.path(), "/work/free")])
-        .args(["--", "sh", "-c", script])
-        .output()
-        .expect("scripts/vm/run.sh runs");
-    let console = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("guest console:\n{console}");
-    assert!(
-        out.status.success(),
-        "VM run failed ({}):\n{console}\n{stderr}",
-        out.status
+    let bin = PathBuf::from(bin_path());
+    let console = common::run_in_vm(
+        &[
+            (&bin, "/bin/mini-runtime"),
+            (&profile, "/work/profile"),
+            (confined.path(), "/work/confined"),
+            (free.path(), "/work/free"),
+        ],
+        &[],
+        script,
     );
     let (on, off) = console
         .split_once("=== unconfined")

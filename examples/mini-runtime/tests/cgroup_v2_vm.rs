@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::{Bundle, bin_path, root_or_skip};
 use serde_json::json;
@@ -121,39 +120,20 @@ fn cgroup_v2_limits_devices_freeze_and_oom_in_a_vm() {
         i=0; while [ $i -lt 300 ] && ! $R state hog | grep -q stopped; do sleep 0.1; i=$((i+1)); done; \
         grep oom_kill /sys/fs/cgroup/hog/memory.events; wait $ev; \
         echo \"events: $(cat /tmp/hog-events)\"; $R delete -f hog; echo '=== end'";
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let include = |host: &std::path::Path, guest: &str| format!("{}:{guest}", host.display());
-    let out = Command::new("bash")
-        .arg(repo.join("scripts/vm/run.sh"))
-        .args([
-            "--include",
-            &include(bin_path().as_ref(), "/bin/mini-runtime"),
-        ])
-        .args(["--include", &include(limits.path(), "/work/limits")])
-        .args(["--include", &include(busy.path(), "/work/busy")])
-        .args(["--include", &include(bomb.path(), "/work/bomb")])
-        .args(["--include", &include(hog.path(), "/work/hog")])
-        .args(["--include", &include(io.path(), "/work/io")])
-        .args(["--disk", "64"])
-        .args(["--", "sh", "-c", script])
-        .output()
-        .expect("scripts/vm/run.sh runs");
-    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    eprintln!("guest console:\n{console}");
-    assert!(
-        out.status.success(),
-        "VM run failed ({}):\n{console}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let bin = PathBuf::from(bin_path());
+    let console = common::run_in_vm(
+        &[
+            (&bin, "/bin/mini-runtime"),
+            (limits.path(), "/work/limits"),
+            (busy.path(), "/work/busy"),
+            (bomb.path(), "/work/bomb"),
+            (hog.path(), "/work/hog"),
+            (io.path(), "/work/io"),
+        ],
+        &["--disk", "64"],
+        script,
     );
-    let section = |name: &str| -> String {
-        console
-            .split(&format!("=== {name}\n"))
-            .nth(1)
-            .and_then(|s| s.split("\n=== ").next())
-            .unwrap_or_else(|| panic!("no {name} section:\n{console}"))
-            .to_string()
-    };
+    let section = |name: &str| common::vm_section(&console, name);
     let lim = section("limits");
     for want in [
         "0::/",

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{bin_path, root_or_skip};
 use serde_json::json;
@@ -88,30 +87,13 @@ fn image_mount_of_127_layers_on_a_kernel_without_lowerdir_plus() {
         echo \"=== top\"; cat /mnt/m/top; echo \"=== count\"; ls /mnt/m | wc -l; \
         echo \"=== layer-0\"; cat /mnt/m/layer-0; echo '=== umount'; \
         $R image umount /mnt/m; echo umounted; echo '=== end'";
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(repo.join("scripts/vm/run.sh"))
-        .args(["--include", &format!("{}:/bin/mini-runtime", bin_path())])
-        .args(["--include", &format!("{}:/work/many", layout.display())])
-        .args(["--", "sh", "-c", script])
-        .output()
-        .expect("scripts/vm/run.sh runs");
-    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert!(
-        out.status.success(),
-        "VM run failed ({}):\n{console}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let bin = PathBuf::from(bin_path());
+    let console = common::run_in_vm(
+        &[(&bin, "/bin/mini-runtime"), (&layout, "/work/many")],
+        &[],
+        script,
     );
-    let section = |name: &str| -> String {
-        console
-            .split(&format!("=== {name}\n"))
-            .nth(1)
-            .and_then(|s| s.split("\n=== ").next())
-            .unwrap_or_else(|| panic!("no {name} section:\n{console}"))
-            .trim()
-            .to_string()
-    };
+    let section = |name: &str| common::vm_section(&console, name).trim().to_string();
     assert_eq!(section("top"), "126", "{console}");
     assert_eq!(section("count"), "128", "{console}");
     assert_eq!(section("layer-0"), "0", "{console}");

@@ -501,3 +501,40 @@ pub fn blob(layout: &Path, mt: &str, data: &[u8]) -> serde_json::Value {
     std::fs::write(layout.join("blobs/sha256").join(&d[7..]), data).unwrap();
     serde_json::json!({"mediaType": mt, "digest": d, "size": data.len()})
 }
+
+/// Runs `script` as root in a throwaway VM (`scripts/vm/run.sh`), with each
+/// `(host, guest)` path copied in and `extra` options for run.sh; the guest's
+/// console (without carriage returns) once it succeeded.
+pub fn run_in_vm(includes: &[(&Path, &str)], extra: &[&str], script: &str) -> String {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo.join("scripts/vm/run.sh"));
+    for (host, guest) in includes {
+        cmd.arg("--include")
+            .arg(format!("{}:{guest}", host.display()));
+    }
+    let out = cmd
+        .args(extra)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("scripts/vm/run.sh runs");
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    eprintln!("guest console:\n{console}");
+    assert!(
+        out.status.success(),
+        "VM run failed ({}):\n{console}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    console
+}
+
+/// The console lines after `=== name` up to the next `===` line.
+pub fn vm_section(console: &str, name: &str) -> String {
+    console
+        .split(&format!("=== {name}\n"))
+        .nth(1)
+        .and_then(|s| s.split("\n=== ").next())
+        .unwrap_or_else(|| panic!("no {name} section:\n{console}"))
+        .to_string()
+}
