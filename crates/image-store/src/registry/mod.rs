@@ -204,8 +204,7 @@ impl Client {
             let result = self.send(&agent, ep, path, headers, auth.as_deref());
             let (resp, earlier) = match result {
                 Ok(r) => r,
-                Err(e) if attempt < ATTEMPTS => {
-                    let _ = e;
+                Err(_) if attempt < ATTEMPTS => {
                     std::thread::sleep(delay);
                     delay *= 2;
                     continue;
@@ -404,17 +403,8 @@ impl Client {
     /// mirror that has it or from the registry: its bytes, media type and
     /// digest (checked against the reference's digest, if it has one).
     pub fn fetch_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, String, Digest)> {
-        let mut last = None;
-        for ep in self.endpoints(reference) {
-            match self.manifest(&ep, &reference.repository, &reference.locator()) {
-                Ok(m) => return Ok((m.bytes, m.media_type, m.digest)),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::InvalidReference {
-            name: reference.name(),
-            reason: "no registry to pull from",
-        }))
+        let (_, m) = self.first_manifest(&self.endpoints(reference), reference)?;
+        Ok((m.bytes, m.media_type, m.digest))
     }
 
     /// A reader of blob `digest` (`size` bytes) of `reference`'s
@@ -426,9 +416,41 @@ impl Client {
         digest: &Digest,
         size: u64,
     ) -> Result<impl Read + Send + '_> {
+        self.first_blob(&self.endpoints(reference), reference, digest, size)
+    }
+
+    /// The manifest `reference` names from the first of `endpoints` that
+    /// has it, and that endpoint's index; else the last endpoint's error.
+    pub(crate) fn first_manifest(
+        &self,
+        endpoints: &[Endpoint],
+        reference: &Reference,
+    ) -> Result<(usize, FetchedManifest)> {
         let mut last = None;
-        for ep in self.endpoints(reference) {
-            match self.blob(&ep, &reference.repository, digest, size) {
+        for (i, ep) in endpoints.iter().enumerate() {
+            match self.manifest(ep, &reference.repository, &reference.locator()) {
+                Ok(m) => return Ok((i, m)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidReference {
+            name: reference.name(),
+            reason: "no registry to pull from",
+        }))
+    }
+
+    /// Blob `digest` of `reference`'s repository from the first of
+    /// `endpoints` that serves it; else the last endpoint's error.
+    pub(crate) fn first_blob<'c>(
+        &'c self,
+        endpoints: &[Endpoint],
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobReader<'c>> {
+        let mut last = None;
+        for ep in endpoints {
+            match self.blob(ep, &reference.repository, digest, size) {
                 Ok(r) => return Ok(r),
                 Err(e) => last = Some(e),
             }

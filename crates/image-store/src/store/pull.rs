@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::oci::{self, Descriptor, Index, Manifest, Platform, REF_NAME};
 use super::{LayerEvent, Progress, Store, layers_of};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::registry::{Client, Endpoint, FetchedManifest};
@@ -78,24 +77,8 @@ impl Store {
 
         // The first endpoint (mirror, then the registry) that has the manifest.
         let endpoints = client.endpoints(&reference);
-        let mut found = None;
-        let mut last_err = None;
-        for (i, ep) in endpoints.iter().enumerate() {
-            check()?;
-            match client.manifest(ep, &reference.repository, &reference.locator()) {
-                Ok(m) => {
-                    found = Some((i, m));
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let Some((ep_index, top)) = found else {
-            return Err(last_err.unwrap_or_else(|| Error::InvalidReference {
-                name: name.to_string(),
-                reason: "no registry to pull from",
-            }));
-        };
+        check()?;
+        let (ep_index, top) = client.first_manifest(&endpoints, &reference)?;
         let ep = &endpoints[ep_index];
         let manifest_doc = self.platform_manifest(client, ep, &reference, top, &opts.platform)?;
         let manifest: Manifest = oci::parse(&manifest_doc.digest, &manifest_doc.bytes)?;
@@ -110,8 +93,7 @@ impl Store {
         let config_digest = manifest.config.digest()?;
         if !self.has_blob(&config_digest) {
             check()?;
-            let body =
-                self.fetch_blob(client, &endpoints[ep_index..], &reference, &manifest.config)?;
+            let body = fetch_blob(client, &endpoints[ep_index..], &reference, &manifest.config)?;
             self.write_blob(
                 body,
                 Some((&config_digest, manifest.config.size)),
@@ -138,7 +120,7 @@ impl Store {
             let has_snapshot = self.snapshot_dir(&l.chain_id).exists();
             if has_snapshot && !self.has_blob(&d) {
                 check()?;
-                let body = self.fetch_blob(client, &endpoints[ep_index..], &reference, &l.blob)?;
+                let body = fetch_blob(client, &endpoints[ep_index..], &reference, &l.blob)?;
                 self.write_blob(
                     Cancellable {
                         inner: body,
@@ -164,7 +146,7 @@ impl Store {
                 // Read from the store; verified when it was written.
                 return Ok(None);
             }
-            let body = self.fetch_blob(client, &endpoints[ep_index..], &reference, &layer.blob)?;
+            let body = fetch_blob(client, &endpoints[ep_index..], &reference, &layer.blob)?;
             Ok(Some(Box::new(Cancellable {
                 inner: body,
                 cancel: opts.cancel.as_deref(),
@@ -260,28 +242,16 @@ impl Store {
             reason: "image indexes nested too deep".into(),
         })
     }
+}
 
-    /// A blob's body from the first endpoint that serves it.
-    fn fetch_blob<'c>(
-        &self,
-        client: &'c Client,
-        endpoints: &[Endpoint],
-        reference: &Reference,
-        desc: &Descriptor,
-    ) -> Result<crate::registry::BlobReader<'c>> {
-        let digest: Digest = desc.digest()?;
-        let mut last = None;
-        for ep in endpoints {
-            match client.blob(ep, &reference.repository, &digest, desc.size) {
-                Ok(r) => return Ok(r),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::MissingBlob {
-            digest: digest.to_string(),
-            source_name: reference.registry.clone(),
-        }))
-    }
+/// A blob's body from the first of `endpoints` that serves it.
+fn fetch_blob<'c>(
+    client: &'c Client,
+    endpoints: &[Endpoint],
+    reference: &Reference,
+    desc: &Descriptor,
+) -> Result<crate::registry::BlobReader<'c>> {
+    client.first_blob(endpoints, reference, &desc.digest()?, desc.size)
 }
 
 /// Fails reads once the pull is cancelled.
