@@ -27,6 +27,20 @@ impl StoreOpts {
     }
 }
 
+/// Where the registry config is read from unless another file is named.
+pub(crate) const DEFAULT_REGISTRY_CONFIG: &str = "/etc/mini-runtime/registries.toml";
+
+/// The registry config at `path`. The default file is optional; any other
+/// is read, and its absence reported.
+pub(crate) fn registry_config_at(
+    path: &Path,
+) -> Result<image_store::registry::RegistryConfig, image_store::Error> {
+    if path == Path::new(DEFAULT_REGISTRY_CONFIG) && !path.exists() {
+        return Ok(image_store::registry::RegistryConfig::default());
+    }
+    image_store::registry::RegistryConfig::load(path)
+}
+
 /// Image commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ImageCommand {
@@ -56,7 +70,7 @@ pub(crate) enum ImageCommand {
         #[arg(
             long,
             env = "MINI_RUNTIME_REGISTRY_CONFIG",
-            default_value = "/etc/mini-runtime/registries.toml"
+            default_value = DEFAULT_REGISTRY_CONFIG
         )]
         registry_config: PathBuf,
         /// Layers fetched at once.
@@ -172,19 +186,7 @@ fn dispatch(opts: &StoreOpts, cmd: ImageCommand) -> Result<(), CmdError> {
             registry_config,
             jobs,
         } => {
-            let config = match std::fs::metadata(&registry_config) {
-                Ok(_) => image_store::registry::RegistryConfig::load(&registry_config)?,
-                // The default file is optional; one named in the environment
-                // or on the command line is read (and its absence reported).
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        && registry_config == Path::new("/etc/mini-runtime/registries.toml")
-                        && std::env::var_os("MINI_RUNTIME_REGISTRY_CONFIG").is_none() =>
-                {
-                    image_store::registry::RegistryConfig::default()
-                }
-                Err(_) => image_store::registry::RegistryConfig::load(&registry_config)?,
-            };
+            let config = registry_config_at(&registry_config)?;
             let client = image_store::registry::Client::new(config);
             let mut po = image_store::PullOptions {
                 jobs: jobs.max(1),

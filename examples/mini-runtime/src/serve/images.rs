@@ -2,7 +2,6 @@
 //! pull, with the request's credentials), remove and filesystem usage.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -28,15 +27,6 @@ pub(crate) struct Images {
     /// tokens and connections).
     client: Arc<Client>,
     log: Logger,
-}
-
-/// Reads the registry config; an absent default file is the defaults.
-pub(crate) fn load_registry_config(path: &Path) -> Result<RegistryConfig, String> {
-    match std::fs::metadata(path) {
-        Ok(_) => RegistryConfig::load(path).map_err(|e| e.to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RegistryConfig::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
 }
 
 impl Images {
@@ -86,7 +76,8 @@ fn cri_images(store: &Store) -> Result<Vec<Image>, Status> {
                     }),
                     ..Default::default()
                 });
-                by_id.last_mut().expect("just pushed")
+                let last = by_id.len() - 1;
+                &mut by_id[last]
             }
         };
         if let Some(t) = repo_tag

@@ -204,7 +204,7 @@ fn settings(args: &ServeArgs, globals: &Globals) -> Result<Settings, String> {
             .registry_config
             .clone()
             .or(file.registry_config)
-            .unwrap_or_else(|| "/etc/mini-runtime/registries.toml".into()),
+            .unwrap_or_else(|| crate::image_cmd::DEFAULT_REGISTRY_CONFIG.into()),
         log: Logger {
             level: Logger::rank(&level),
             json: format == "json",
@@ -244,7 +244,8 @@ pub(crate) fn run(args: ServeArgs, globals: Globals) -> i32 {
 async fn serve(s: Settings) -> Result<(), String> {
     let store =
         image_store::Store::open(&s.store).map_err(|e| format!("opening the image store: {e}"))?;
-    let registry = images::load_registry_config(&s.registry_config)?;
+    let registry =
+        crate::image_cmd::registry_config_at(&s.registry_config).map_err(|e| e.to_string())?;
     let log = s.log.clone();
     let images = images::Images::new(store, registry, log.clone());
     let pods = pods::Pods::open(&s.state_dir, &s.root, log.clone())?;
