@@ -205,12 +205,10 @@ impl cri_api::v1::ImageService for Images {
             .await?
             .into_inner()
             .images;
-        // In messages of up to 100 images.
-        let chunks: Vec<Result<StreamImagesResponse, Status>> = listed
-            .chunks(100)
-            .map(|c| Ok(StreamImagesResponse { images: c.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        Ok(Response::new(super::status::in_messages(
+            listed,
+            |images| StreamImagesResponse { images },
+        )))
     }
 
     async fn image_status(

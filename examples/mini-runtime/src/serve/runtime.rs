@@ -144,16 +144,10 @@ impl cri_api::v1::RuntimeService for Runtime {
             .await?
             .into_inner()
             .items;
-        // In messages of up to 100 pods.
-        let chunks: Vec<Result<cri_api::v1::StreamPodSandboxesResponse, Status>> = items
-            .chunks(100)
-            .map(|c| {
-                Ok(cri_api::v1::StreamPodSandboxesResponse {
-                    pod_sandboxes: c.to_vec(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        Ok(Response::new(super::status::in_messages(
+            items,
+            |pod_sandboxes| cri_api::v1::StreamPodSandboxesResponse { pod_sandboxes },
+        )))
     }
 
     async fn runtime_config(

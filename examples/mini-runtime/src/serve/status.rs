@@ -24,6 +24,16 @@ pub(crate) fn from_store(e: image_store::Error) -> Status {
     }
 }
 
+/// A listing as a server stream, in messages of up to 100 items.
+pub(crate) fn in_messages<T: Clone, M: Send + 'static>(
+    items: Vec<T>,
+    message: impl Fn(Vec<T>) -> M,
+) -> cri_api::BoxStream<M> {
+    let messages: Vec<Result<M, Status>> =
+        items.chunks(100).map(|c| Ok(message(c.to_vec()))).collect();
+    Box::pin(tokio_stream::iter(messages))
+}
+
 /// A request field that is missing or malformed.
 pub(crate) fn invalid(field: &str, why: &str) -> Status {
     Status::invalid_argument(format!("{field}: {why}"))
