@@ -211,6 +211,58 @@ impl Runtime {
         }
     }
 
+    /// Waits, without blocking a thread, until container `id` has exited and
+    /// its monitor recorded how (from any process, as [`Runtime::wait_exit`]).
+    #[cfg(feature = "tokio")]
+    pub async fn exited(&self, id: &str) -> Result<Exit> {
+        let s = crate::state::read_unlocked(self.root(), id)?;
+        if let Some(fd) = crate::container::live_pidfd(self, &s)? {
+            crate::container::pidfd_readable(fd.as_fd()).await?;
+        }
+        // The record follows the exit within moments.
+        let mut pause = Duration::from_micros(100);
+        for _ in 0..400 {
+            let s = crate::state::read_unlocked(self.root(), id)?;
+            if let Some(code) = s.exit_status {
+                return Ok(Exit {
+                    code,
+                    time: s.exit_time,
+                    oom_killed: s.oom_killed,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        Err(Error::Monitor {
+            reason: format!("container {id} exited but no monitor recorded its exit status"),
+        })
+    }
+
+    /// Has container `id`'s monitor reopen its log file (the kubelet's
+    /// ReopenContainerLog, after it rotated the file); returns once it has.
+    pub fn reopen_log(&self, id: &str) -> Result<()> {
+        let mut a = self.attach(id)?;
+        let _ = a.stream.set_read_timeout(Some(Duration::from_secs(10)));
+        a.send(&Frame::ReopenLog)?;
+        loop {
+            match a.recv()? {
+                Some(Frame::LogReopened(e)) if e.is_empty() => return Ok(()),
+                Some(Frame::LogReopened(e)) => {
+                    return Err(Error::Monitor {
+                        reason: format!("reopening the log of {id}: {e}"),
+                    });
+                }
+                Some(Frame::Exit(_)) | None => {
+                    return Err(Error::NotRunning {
+                        id: id.into(),
+                        operation: "reopen log",
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Connects to container `id`'s monitor for its stdio.
     pub fn attach(&self, id: &str) -> Result<Attach> {
         let path = self.root().join(id).join(ATTACH_SOCKET);
@@ -235,6 +287,10 @@ pub enum Frame {
     Stderr(Vec<u8>),
     /// Monitor → client: the container exited with this code; the last frame.
     Exit(i32),
+    /// Client → monitor: reopen the log file (after rotation).
+    ReopenLog,
+    /// Monitor → client: the log file is reopened (empty), or why not.
+    LogReopened(String),
 }
 
 impl Frame {
@@ -246,6 +302,8 @@ impl Frame {
             Frame::Stdout(b) => (3, b.clone()),
             Frame::Stderr(b) => (4, b.clone()),
             Frame::Exit(code) => (5, code.to_be_bytes().to_vec()),
+            Frame::ReopenLog => (6, Vec::new()),
+            Frame::LogReopened(e) => (7, e.as_bytes().to_vec()),
         };
         let mut out = Vec::with_capacity(5 + body.len());
         out.push(kind);
@@ -278,6 +336,8 @@ impl Frame {
             (3, _) => Frame::Stdout(body.to_vec()),
             (4, _) => Frame::Stderr(body.to_vec()),
             (5, 4) => Frame::Exit(i32::from_be_bytes([body[0], body[1], body[2], body[3]])),
+            (6, 0) => Frame::ReopenLog,
+            (7, _) => Frame::LogReopened(String::from_utf8_lossy(body).into_owned()),
             (k, n) => return Err(format!("frame kind {k} with {n} bytes")),
         };
         Ok(Some((frame, 5 + len)))
@@ -731,6 +791,16 @@ fn run_monitor(req: Request) -> Result<()> {
                                     let _ = crate::pty::set_window_size(m, r, col);
                                 }
                             }
+                            Frame::ReopenLog => {
+                                let answer = match open_log(&req.log_path) {
+                                    Ok(l) => {
+                                        log = l;
+                                        String::new()
+                                    }
+                                    Err(e) => e.to_string(),
+                                };
+                                cl.send(&Frame::LogReopened(answer).encode());
+                            }
                             _ => {}
                         }
                     }
@@ -819,6 +889,8 @@ mod tests {
             Frame::Stdout(Vec::new()),
             Frame::Stderr(vec![0; 70_000]),
             Frame::Exit(137),
+            Frame::ReopenLog,
+            Frame::LogReopened("no room".into()),
         ] {
             let bytes = f.encode();
             assert_eq!(Frame::decode(&bytes), Ok(Some((f.clone(), bytes.len()))));

@@ -7,15 +7,16 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
+use common::serve::{pause_pid, pod_config, spawn_in};
 use common::{bin_path, root_or_skip};
 use cri_api::Code;
 use cri_api::v1::{
-    ImageFsInfoRequest, ImageServiceClient, ImageSpec, ImageStatusRequest, ListContainersRequest,
-    ListImagesRequest, ListPodSandboxRequest, PullImageRequest, RemoveImageRequest,
-    RuntimeConfigRequest, RuntimeServiceClient, StatusRequest, VersionRequest,
+    ImageFsInfoRequest, ImageServiceClient, ImageSpec, ImageStatusRequest,
+    ListContainerStatsRequest, ListImagesRequest, ListPodSandboxRequest, PullImageRequest,
+    RemoveImageRequest, RuntimeConfigRequest, RuntimeServiceClient, StatusRequest, VersionRequest,
 };
 
 /// A `serve` process, killed (and its socket gone) on drop.
@@ -40,39 +41,6 @@ fn start(extra: &[&str]) -> Server {
         sock: dir.path().join("cri.sock"),
         _dir: dir,
     }
-}
-
-/// Starts `serve` with everything under `dir` (store, runtime root, state
-/// dir, `cri.sock`, its log in `serve.log`) and waits until it accepts.
-fn spawn_in(dir: &Path, extra: &[&str]) -> Child {
-    let sock = dir.join("cri.sock");
-    let log = dir.join("serve.log");
-    let mut child = Command::new(bin_path())
-        .arg("--store")
-        .arg(dir.join("store"))
-        .arg("--root")
-        .arg(dir.join("run"))
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("unix://{}", sock.display()))
-        .arg("--state-dir")
-        .arg(dir.join("cri"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("mini-runtime serve");
-    for _ in 0..400 {
-        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-            return child;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let err = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("serve exited ({status}): {err}");
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("serve did not listen on {}", sock.display());
 }
 
 /// The busybox image of the image tests, pushed to a loopback registry.
@@ -155,11 +123,15 @@ fn serve_answers_runtime_and_image_rpcs() {
             cri_api::v1::CgroupDriver::Cgroupfs as i32
         );
         let e = runtime
-            .list_containers(ListContainersRequest::default())
+            .list_container_stats(ListContainerStatsRequest::default())
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::Unimplemented);
-        assert!(e.message().contains("ListContainers"), "{}", e.message());
+        assert!(
+            e.message().contains("ListContainerStats"),
+            "{}",
+            e.message()
+        );
 
         // Images: absent first, then pulled.
         let absent = images
@@ -371,11 +343,12 @@ fn python_grpcio_drives_the_image_service() {
     assert!(r["fs_used"].as_u64().unwrap() > 0);
     assert_eq!(r["remove"], serde_json::json!(["OK", "OK"]));
     assert_eq!(r["after"], false);
+    assert_eq!(r["containers"], "OK", "ListContainers answers");
     assert!(
-        r["containers"]
+        r["stats"]
             .as_str()
             .unwrap()
-            .starts_with("UNIMPLEMENTED: runtime.v1.RuntimeService/ListContainers"),
+            .starts_with("UNIMPLEMENTED: runtime.v1.RuntimeService/ListContainerStats"),
         "{r}"
     );
     assert!(
@@ -385,49 +358,6 @@ fn python_grpcio_drives_the_image_service() {
             .starts_with("INVALID_ARGUMENT"),
         "{r}"
     );
-}
-
-fn pod_config(name: &str, labels: &[(&str, &str)]) -> cri_api::v1::PodSandboxConfig {
-    use cri_api::v1::{
-        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-        PodSandboxConfig, PodSandboxMetadata,
-    };
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}-{}", std::process::id()),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/mr-serve-test-{}-{name}", std::process::id()),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// The pause process of a pod, found through the server's oci-runtime state.
-fn pause_pid(root: &Path, id: &str) -> Option<i32> {
-    let out = Command::new(bin_path())
-        .arg("--root")
-        .arg(root)
-        .args(["state", id])
-        .output()
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    (v["status"] == "running").then(|| v["pid"].as_i64().map(|p| p as i32))?
 }
 
 /// Pods on the host's network: a pause process per pod in its own ipc and

@@ -241,7 +241,7 @@ impl Container {
 
 /// Waits on the tokio reactor for `pidfd` to turn readable: its process exited.
 #[cfg(feature = "tokio")]
-async fn pidfd_readable(pidfd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+pub(crate) async fn pidfd_readable(pidfd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
     let fd = pidfd.try_clone_to_owned().map_err(|source| Error::Sys {
         operation: "duplicating a pidfd",
         source,

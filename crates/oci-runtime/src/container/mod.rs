@@ -21,6 +21,8 @@ use nix::unistd::Pid;
 
 pub use create::CreateOptions;
 pub use exec::ExecOptions;
+#[cfg(feature = "tokio")]
+pub(crate) use handle::pidfd_readable;
 pub use handle::{Container, ExecProcess, Source, Stdio, Stream};
 
 /// The OCI runtime-spec version this runtime implements.
@@ -52,6 +54,8 @@ pub struct ContainerInfo {
     pub exit_status: Option<i32>,
     /// RFC 3339 time the exit status was recorded.
     pub exit_time: Option<String>,
+    /// Whether the kernel's OOM killer struck (recorded by its monitor).
+    pub oom_killed: bool,
     /// Whether its processes are frozen (`pause`): runc shows the status `paused`
     /// then, a state the runtime spec does not name.
     pub paused: bool,
@@ -170,6 +174,7 @@ impl Runtime {
             owner: s.owner.clone(),
             exit_status: s.exit_status,
             exit_time: s.exit_time.clone(),
+            oom_killed: s.oom_killed,
             own_cgroups: s.cgroups.is_some(),
             paused: matches!(status, ContainerState::Created | ContainerState::Running)
                 && s.cgroups

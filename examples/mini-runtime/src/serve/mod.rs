@@ -22,9 +22,12 @@
 //! log_format = "text"
 //! ```
 
+mod containers;
+mod events;
 mod images;
 mod pods;
 mod runtime;
+mod spec;
 
 pub(crate) use pods::pause;
 mod status;
@@ -212,6 +215,18 @@ fn settings(args: &ServeArgs, globals: &Globals) -> Result<Settings, String> {
     })
 }
 
+/// Where this binary's path on disk is kept across the re-exec of
+/// [`oci_runtime::protect_exe`] (which runs it from a detached mount).
+const EXE_ENV: &str = "MINI_RUNTIME_SERVE_EXE";
+
+/// This binary on disk (pods bind it read-only as their pause process).
+pub(crate) fn exe_path() -> Result<PathBuf, String> {
+    match std::env::var_os(EXE_ENV) {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => std::env::current_exe().map_err(|e| format!("finding this binary: {e}")),
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT; returns the exit code.
 pub(crate) fn run(args: ServeArgs, globals: Globals) -> i32 {
     let s = match settings(&args, &globals) {
@@ -221,6 +236,19 @@ pub(crate) fn run(args: ServeArgs, globals: Globals) -> i32 {
             return 1;
         }
     };
+    // Containers join pods' pid namespaces and ExecSync joins containers':
+    // the binary they start as must not be writable (CVE-2019-5736). Done
+    // once, before any thread starts; the re-exec comes back here.
+    if std::env::var_os(EXE_ENV).is_none()
+        && let Ok(p) = std::env::current_exe()
+    {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var(EXE_ENV, p) };
+    }
+    if let Err(e) = oci_runtime::protect_exe(&s.root.join(".exe-lower")) {
+        eprintln!("mini-runtime: serve: {e}");
+        return 1;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -247,9 +275,11 @@ async fn serve(s: Settings) -> Result<(), String> {
     let registry =
         crate::image_cmd::registry_config_at(&s.registry_config).map_err(|e| e.to_string())?;
     let log = s.log.clone();
-    let images = images::Images::new(store, registry, log.clone());
+    let images = images::Images::new(store.clone(), registry, log.clone());
     let pods = pods::Pods::open(&s.state_dir, &s.root, log.clone())?;
-    let runtime = runtime::Runtime::new(s.root.clone(), log.clone(), pods);
+    let ctrs =
+        containers::Containers::open(&s.state_dir, &s.root, store, pods.clone(), log.clone())?;
+    let runtime = runtime::Runtime::new(s.root.clone(), log.clone(), pods, ctrs);
     let bound = cri_api::transport::bind(&s.listen).map_err(|e| e.to_string())?;
     log.log(
         "info",

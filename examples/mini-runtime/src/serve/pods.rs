@@ -24,6 +24,7 @@ use oci_runtime::monitor::MonitorOptions;
 use serde::{Deserialize, Serialize};
 
 use super::Logger;
+use super::spec::Sandbox;
 use super::status::invalid;
 
 /// One pod as the server remembers it.
@@ -42,6 +43,16 @@ struct Pod {
     modes: (i32, i32, i32),
     /// Set once StopPodSandbox ran: the pod stays NOTREADY.
     stopped: bool,
+    /// The cgroup the pod's containers go under ("": the default).
+    #[serde(default)]
+    cgroup_parent: String,
+    /// Where the kubelet wants the containers' logs.
+    #[serde(default)]
+    log_directory: String,
+    #[serde(default)]
+    hostname: String,
+    #[serde(default)]
+    privileged: bool,
 }
 
 /// The pod side of the server.
@@ -81,7 +92,7 @@ impl Pods {
                 ),
             }
         }
-        let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
+        let exe = super::exe_path()?;
         Ok(Self {
             meta: dir,
             root: root.to_path_buf(),
@@ -192,6 +203,63 @@ impl Pods {
         Ok(dir)
     }
 
+    /// The files the pod's containers get at `/etc/hostname`,
+    /// `/etc/resolv.conf` (the request's DNS config, else the host's) and
+    /// `/etc/hosts` (the host's).
+    fn pod_files(&self, pod: &Pod, dns: Option<&cri_api::v1::DnsConfig>) -> std::io::Result<()> {
+        let dir = self.root.join("pods").join(&pod.id);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("hostname"), format!("{}\n", pod.hostname))?;
+        let resolv = match dns {
+            Some(d) if !(d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty()) => {
+                let mut s = String::new();
+                if !d.searches.is_empty() {
+                    s.push_str(&format!("search {}\n", d.searches.join(" ")));
+                }
+                for server in &d.servers {
+                    s.push_str(&format!("nameserver {server}\n"));
+                }
+                if !d.options.is_empty() {
+                    s.push_str(&format!("options {}\n", d.options.join(" ")));
+                }
+                s
+            }
+            _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        let hosts = std::fs::read_to_string("/etc/hosts")
+            .unwrap_or_else(|_| "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n".into());
+        std::fs::write(dir.join("hosts"), hosts)
+    }
+
+    /// What a new container of pod `id` takes from it; the pod must be ready.
+    pub(crate) fn sandbox(&self, id: &str) -> Result<Sandbox, Status> {
+        let pod = self.get(id)?;
+        let pid = (!pod.stopped)
+            .then(|| self.rt.state(&pod.id).ok())
+            .flatten()
+            .filter(|s| *s.state.status() == oci_spec::runtime::ContainerState::Running)
+            .and_then(|s| *s.state.pid())
+            .ok_or_else(|| Status::failed_precondition(format!("pod sandbox {id} is not ready")))?;
+        Ok(Sandbox {
+            id: pod.id.clone(),
+            name: pod.name.clone(),
+            namespace: pod.namespace.clone(),
+            uid: pod.uid.clone(),
+            pid,
+            modes: pod.modes,
+            cgroup_parent: pod.cgroup_parent.clone(),
+            dir: self.root.join("pods").join(&pod.id),
+            hostname: pod.hostname.clone(),
+            privileged: pod.privileged,
+        })
+    }
+
+    /// The pod's log directory ("" when it has none or is unknown).
+    pub(crate) fn log_directory(&self, id: &str) -> String {
+        self.get(id).map(|p| p.log_directory).unwrap_or_default()
+    }
+
     fn to_cri(&self, pod: &Pod) -> PodSandbox {
         PodSandbox {
             id: pod.id.clone(),
@@ -271,6 +339,17 @@ impl Pods {
             runtime_handler: req.runtime_handler.clone(),
             modes: (ns.network, ns.pid, ns.ipc),
             stopped: false,
+            cgroup_parent: linux.cgroup_parent.clone(),
+            log_directory: config.log_directory.clone(),
+            hostname: if config.hostname.is_empty() {
+                host_name()
+            } else {
+                config.hostname.clone()
+            },
+            privileged: linux
+                .security_context
+                .as_ref()
+                .is_some_and(|s| s.privileged),
         };
         let spec = self.pause_spec(&pod, &linux.cgroup_parent)?;
         // One pod per (name, namespace, uid, attempt), as the kubelet
@@ -299,10 +378,14 @@ impl Pods {
             return Err(e);
         }
         let this = self.clone();
+        let pod2 = pod.clone();
+        let dns = config.dns_config.clone();
         let made = tokio::task::spawn_blocking(move || -> Result<(), String> {
             let rootfs = this
                 .pause_rootfs(&id)
                 .map_err(|e| format!("pause rootfs: {e}"))?;
+            this.pod_files(&pod2, dns.as_ref())
+                .map_err(|e| format!("the pod's /etc files: {e}"))?;
             let log_path = this.root.join("pods").join(&id).join("pause.log");
             this.rt
                 .create_monitored(
@@ -312,7 +395,7 @@ impl Pods {
                         rootfs,
                     },
                     &MonitorOptions {
-                        binary: this.exe.clone(),
+                        binary: PathBuf::from("/proc/self/exe"),
                         args: vec!["monitor".into()],
                         log_path,
                         stdin: false,
@@ -480,7 +563,7 @@ impl Pods {
     }
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -488,11 +571,18 @@ fn now_nanos() -> i64 {
 }
 
 /// 64 hex digits from the kernel's random source, as containerd's ids.
-fn random_id() -> std::io::Result<String> {
+pub(crate) fn random_id() -> std::io::Result<String> {
     use std::io::Read;
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The host's name, for pods on its network without one of their own.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// `mini-runtime pod-infra`: the process that holds a pod's namespaces. It

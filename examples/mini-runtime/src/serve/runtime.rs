@@ -4,6 +4,17 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use cri_api::v1::ContainerEventType as Ev;
+use cri_api::v1::{
+    AttachRequest, AttachResponse, CheckpointContainerRequest, CheckpointContainerResponse,
+    ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
+    CreateContainerResponse, ExecRequest, ExecResponse, ExecSyncRequest, ExecSyncResponse,
+    ListContainersRequest, ListContainersResponse, PortForwardRequest, PortForwardResponse,
+    RemoveContainerRequest, RemoveContainerResponse, ReopenContainerLogRequest,
+    ReopenContainerLogResponse, StartContainerRequest, StartContainerResponse,
+    StopContainerRequest, StopContainerResponse, UpdateContainerResourcesRequest,
+    UpdateContainerResourcesResponse,
+};
 use cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, ListPodSandboxRequest, ListPodSandboxResponse,
     PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
@@ -15,7 +26,10 @@ use cri_api::v1::{
 use cri_api::{Request, Response, Status};
 
 use super::Logger;
+use super::containers::Containers;
+use super::events::Events;
 use super::pods::Pods;
+use super::status::invalid;
 
 /// The runtime side of the server.
 #[derive(Debug)]
@@ -25,17 +39,35 @@ pub(crate) struct Runtime {
     /// The pod CIDR the kubelet last gave in UpdateRuntimeConfig.
     pod_cidr: Mutex<String>,
     pods: Pods,
+    ctrs: Containers,
+    events: Events,
 }
 
 impl Runtime {
-    pub(crate) fn new(root: PathBuf, log: Logger, pods: Pods) -> Self {
+    /// Must be called on the async runtime: containers that run are
+    /// watched for their exit events from here on.
+    pub(crate) fn new(root: PathBuf, log: Logger, pods: Pods, ctrs: Containers) -> Self {
+        let events = Events::new(pods.clone(), ctrs.clone(), log.clone());
+        for (id, pod) in ctrs.running() {
+            events.watch(id, pod);
+        }
         Self {
             root,
             log,
             pod_cidr: Mutex::new(String::new()),
             pods,
+            ctrs,
+            events,
         }
     }
+}
+
+/// Exec, Attach and PortForward return URLs of a streaming server.
+fn no_streaming(rpc: &str) -> Status {
+    Status::unimplemented(format!(
+        "{rpc} is not supported by mini-runtime yet: it needs the CRI streaming server \
+         (SPDY/WebSocket), which is not implemented; ExecSync works"
+    ))
 }
 
 #[cri_api::async_trait]
@@ -102,21 +134,190 @@ impl cri_api::v1::RuntimeService for Runtime {
         &self,
         req: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        self.pods.run(req).await
+        let r = self.pods.run(req).await?;
+        let id = r.get_ref().pod_sandbox_id.clone();
+        self.events.send(&id, &id, Ev::ContainerCreatedEvent).await;
+        self.events.send(&id, &id, Ev::ContainerStartedEvent).await;
+        Ok(r)
     }
 
     async fn stop_pod_sandbox(
         &self,
         req: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        self.pods.stop(req).await
+        // Every container of the pod first, killed at once (as containerd).
+        let pod = req.get_ref().pod_sandbox_id.clone();
+        for id in self.ctrs.of_pod(&pod) {
+            self.ctrs.stop(&id, 0).await?;
+        }
+        let r = self.pods.stop(req).await?;
+        self.events
+            .send(&pod, &pod, Ev::ContainerStoppedEvent)
+            .await;
+        Ok(r)
     }
 
     async fn remove_pod_sandbox(
         &self,
         req: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        self.pods.remove(req).await
+        let pod = req.get_ref().pod_sandbox_id.clone();
+        for id in self.ctrs.of_pod(&pod) {
+            self.ctrs.remove(&id).await?;
+            self.events.send(&id, &pod, Ev::ContainerDeletedEvent).await;
+        }
+        let r = self.pods.remove(req).await?;
+        self.events
+            .send(&pod, &pod, Ev::ContainerDeletedEvent)
+            .await;
+        Ok(r)
+    }
+
+    async fn create_container(
+        &self,
+        req: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        let req = req.into_inner();
+        let config = req.config.ok_or_else(|| invalid("config", "missing"))?;
+        let pod = req.pod_sandbox_id.clone();
+        let r = self.ctrs.create(req.pod_sandbox_id, config).await?;
+        self.events
+            .send(&r.get_ref().container_id, &pod, Ev::ContainerCreatedEvent)
+            .await;
+        Ok(r)
+    }
+
+    async fn start_container(
+        &self,
+        req: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        let id = req.into_inner().container_id;
+        self.ctrs.start(&id).await?;
+        if let Some((id, pod)) = self.ctrs.pod_of(&id) {
+            self.events.send(&id, &pod, Ev::ContainerStartedEvent).await;
+            self.events.watch(id, pod);
+        }
+        Ok(Response::new(StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        let req = req.into_inner();
+        if req.container_id.is_empty() {
+            return Err(invalid("container_id", "empty"));
+        }
+        self.ctrs.stop(&req.container_id, req.timeout).await?;
+        Ok(Response::new(StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        let id = req.into_inner().container_id;
+        if id.is_empty() {
+            return Err(invalid("container_id", "empty"));
+        }
+        let known = self.ctrs.pod_of(&id);
+        self.ctrs.remove(&id).await?;
+        if let Some((id, pod)) = known {
+            self.events.send(&id, &pod, Ev::ContainerDeletedEvent).await;
+        }
+        Ok(Response::new(RemoveContainerResponse {}))
+    }
+
+    async fn container_status(
+        &self,
+        req: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
+        let req = req.into_inner();
+        let (status, info) = self.ctrs.status(&req.container_id, req.verbose).await?;
+        Ok(Response::new(ContainerStatusResponse {
+            status: Some(status),
+            info,
+        }))
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
+        let containers = self.ctrs.list(req.into_inner().filter).await?;
+        Ok(Response::new(ListContainersResponse { containers }))
+    }
+
+    async fn stream_containers(
+        &self,
+        req: Request<cri_api::v1::StreamContainersRequest>,
+    ) -> Result<Response<cri_api::BoxStream<cri_api::v1::StreamContainersResponse>>, Status> {
+        let items = self.ctrs.list(req.into_inner().filter).await?;
+        Ok(Response::new(super::status::in_messages(
+            items,
+            |containers| cri_api::v1::StreamContainersResponse { containers },
+        )))
+    }
+
+    async fn update_container_resources(
+        &self,
+        req: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        let req = req.into_inner();
+        self.ctrs
+            .update_resources(&req.container_id, req.linux)
+            .await?;
+        Ok(Response::new(UpdateContainerResourcesResponse {}))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        req: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        self.ctrs.reopen_log(&req.into_inner().container_id).await?;
+        Ok(Response::new(ReopenContainerLogResponse {}))
+    }
+
+    async fn exec_sync(
+        &self,
+        req: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
+        self.ctrs.exec_sync(req.into_inner()).await
+    }
+
+    async fn exec(&self, _req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        Err(no_streaming("Exec"))
+    }
+
+    async fn attach(
+        &self,
+        _req: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        Err(no_streaming("Attach"))
+    }
+
+    async fn port_forward(
+        &self,
+        _req: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        Err(no_streaming("PortForward"))
+    }
+
+    async fn get_container_events(
+        &self,
+        _req: Request<cri_api::v1::GetEventsRequest>,
+    ) -> Result<Response<cri_api::BoxStream<cri_api::v1::ContainerEventResponse>>, Status> {
+        Ok(Response::new(self.events.subscribe()))
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _req: Request<CheckpointContainerRequest>,
+    ) -> Result<Response<CheckpointContainerResponse>, Status> {
+        Err(Status::unimplemented(
+            "CheckpointContainer is not supported by mini-runtime: it needs CRIU, and \
+             Debian's criu 3.17 fails `criu check` on this kernel",
+        ))
     }
 
     async fn pod_sandbox_status(

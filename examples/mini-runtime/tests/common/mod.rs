@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+pub mod serve;
+
 /// Whether privileged tests can run; under `CI=true` a missing root is a failure.
 pub fn root_or_skip(name: &str) -> bool {
     // SAFETY: geteuid has no preconditions.

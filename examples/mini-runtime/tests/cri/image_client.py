@@ -61,6 +61,7 @@ def main():
         out["after"] = images.ImageStatus(api.ImageStatusRequest(image=spec), timeout=30).HasField("image")
         out["pods"] = code_of(lambda: runtime.ListPodSandbox(api.ListPodSandboxRequest(), timeout=30))
         out["containers"] = code_of(lambda: runtime.ListContainers(api.ListContainersRequest(), timeout=30))
+        out["stats"] = code_of(lambda: runtime.ListContainerStats(api.ListContainerStatsRequest(), timeout=30))
         out["bad_name"] = code_of(lambda: images.PullImage(api.PullImageRequest(image=api.ImageSpec(image="Bad Name")), timeout=30))
     print(json.dumps(out))
 
