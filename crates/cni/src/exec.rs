@@ -487,9 +487,22 @@ impl Cni {
     ) -> Result<()> {
         check_attachment(att)?;
         let cached = self.cached(network, att);
-        let (list, prev, att) = match (list, &cached) {
-            (Some(l), c) => (l, c.as_ref().map(|c| &c.result.raw), att),
-            (None, Some(c)) => (&c.list, Some(&c.result.raw), att),
+        // Without args of its own, DEL gets those of the ADD (portmap finds
+        // its rules through the port mappings).
+        let merged;
+        let att = match &cached {
+            Some(c) if att.args.is_empty() && att.capability_args.is_empty() => {
+                merged = Attachment {
+                    netns: att.netns.clone(),
+                    ..c.attachment.clone()
+                };
+                &merged
+            }
+            _ => att,
+        };
+        let (list, prev) = match (list, &cached) {
+            (Some(l), c) => (l, c.as_ref().map(|c| &c.result.raw)),
+            (None, Some(c)) => (&c.list, Some(&c.result.raw)),
             (None, None) => return Ok(()),
         };
         self.del_list(list, att, prev)?;

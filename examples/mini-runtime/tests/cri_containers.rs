@@ -426,3 +426,295 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A CNI bridge network of this test's own in `dir/net.d`: a bridge, a
+/// subnet and host-local's dir unique to this process, and portmap.
+fn bridge_network(dir: &Path) -> (String, String) {
+    let n = std::process::id() % 200 + 20;
+    let bridge = format!("mrt{n}");
+    let subnet = format!("10.{n}.7");
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "mrtest",
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+             "hairpinMode": true,
+             "ipam": {"type": "host-local", "dataDir": dir.join("ipam"),
+                      "ranges": [[{"subnet": format!("{subnet}.0/24")}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    std::fs::create_dir_all(dir.join("net.d")).unwrap();
+    std::fs::write(
+        dir.join("net.d/10-mrtest.conflist"),
+        serde_json::to_vec_pretty(&conf).unwrap(),
+    )
+    .unwrap();
+    (bridge, subnet)
+}
+
+fn http_get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Pods on a CNI bridge (Debian's bridge, host-local and portmap plugins):
+/// a web server in one pod reached from another pod by pod IP, from the
+/// host by pod IP and by hostPort; the pod's hostname, DNS config and a
+/// sysctl; and after a kill -9 of serve, StopPodSandbox still detaches the
+/// pod (its IP released, its netns unpinned).
+#[test]
+fn pods_on_a_cni_bridge_reach_each_other_and_the_host() {
+    use cri_api::v1::{DnsConfig, PodSandboxStatusRequest, PortMapping, StatusRequest};
+    if !root_or_skip("pods_on_a_cni_bridge_reach_each_other_and_the_host") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let (bridge, subnet) = bridge_network(dir.path());
+    struct Bridge(String);
+    impl Drop for Bridge {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .output();
+        }
+    }
+    let _bridge = Bridge(bridge);
+    let _cleanup = Cleanup {
+        dir: dir.path().to_path_buf(),
+        cgroups: vec![
+            format!("/mr-serve-test-{pid}-na"),
+            format!("/mr-serve-test-{pid}-nb"),
+        ],
+    };
+    let image = import_busybox(dir.path());
+    let sock = dir.path().join("cri.sock");
+    let mut child = spawn_in(dir.path(), &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect =
+        || async { RuntimeServiceClient::new(cri_api::transport::connect(&sock).await.unwrap()) };
+    let host_port = 20000 + (pid % 10000) as i32;
+    let pod_cfg = |name: &str| {
+        let mut p = pod_config(name, &[]);
+        // Own network, ipc and pid namespaces: the kubelet's defaults.
+        p.linux.as_mut().unwrap().security_context = None;
+        p.hostname = format!("host-{name}");
+        p.log_directory = dir.path().join("logs").join(name).display().to_string();
+        p
+    };
+    let mut a_cfg = pod_cfg("na");
+    a_cfg.port_mappings = vec![PortMapping {
+        protocol: 0,
+        container_port: 8080,
+        host_port,
+        host_ip: String::new(),
+    }];
+    a_cfg.dns_config = Some(DnsConfig {
+        servers: vec!["10.0.0.10".into()],
+        searches: vec!["svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
+    a_cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .sysctls
+        .insert("net.ipv4.ip_unprivileged_port_start".into(), "80".into());
+    let b_cfg = pod_cfg("nb");
+    let (a, ip_a) = rt.block_on(async {
+        let mut c = connect().await;
+        let st = c
+            .status(StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+        let net = st
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap();
+        assert!(net.status, "{net:?}");
+        let mut ids = Vec::new();
+        for cfg in [&a_cfg, &b_cfg] {
+            ids.push(
+                c.run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(cfg.clone()),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .pod_sandbox_id,
+            );
+        }
+        let mut ips = Vec::new();
+        for id in &ids {
+            let s = c
+                .pod_sandbox_status(PodSandboxStatusRequest {
+                    pod_sandbox_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            let ip = s.network.unwrap().ip;
+            assert!(ip.starts_with(&format!("{subnet}.")), "{ip}");
+            ips.push(ip);
+        }
+        assert_ne!(ips[0], ips[1]);
+        let mut web_cfg = config(
+            "web",
+            &image,
+            &[
+                "/bin/sh",
+                "-c",
+                "mkdir -p /tmp/www && echo hello-from-a > /tmp/www/index.html && \
+                 exec httpd -f -p 8080 -h /tmp/www",
+            ],
+        );
+        web_cfg.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                run_as_user: Some(Int64Value { value: 0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let web = create(&mut c, &ids[0], web_cfg, &a_cfg).await.unwrap();
+        let client = create(
+            &mut c,
+            &ids[1],
+            config("client", &image, &["/bin/sh", "-c", "sleep 600"]),
+            &b_cfg,
+        )
+        .await
+        .unwrap();
+        for id in [&web, &client] {
+            c.start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        // The pod's own hostname, resolv.conf and sysctl.
+        let r = exec(
+            &mut c,
+            &web,
+            &[
+                "/bin/sh",
+                "-c",
+                "hostname; cat /etc/resolv.conf; cat /proc/sys/net/ipv4/ip_unprivileged_port_start",
+            ],
+            10,
+        )
+        .await
+        .unwrap();
+        let out = String::from_utf8_lossy(&r.stdout);
+        assert_eq!(
+            out,
+            "host-na\nsearch svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n80\n",
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        // From the other pod, by pod IP (the server may take a moment).
+        let mut got = String::new();
+        for _ in 0..100 {
+            let r = exec(
+                &mut c,
+                &client,
+                &[
+                    "/bin/sh",
+                    "-c",
+                    &format!("wget -qO- http://{}:8080/", ips[0]),
+                ],
+                10,
+            )
+            .await
+            .unwrap();
+            got = String::from_utf8_lossy(&r.stdout).into_owned();
+            if r.exit_code == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(got, "hello-from-a\n");
+        (ids[0].clone(), ips[0].clone())
+    });
+    // From the host, by pod IP and by hostPort on the bridge's address.
+    assert!(http_get(&format!("{ip_a}:8080")).ends_with("hello-from-a\n"));
+    let gw = format!("{subnet}.1:{host_port}");
+    let via_port = http_get(&gw);
+    assert!(via_port.ends_with("hello-from-a\n"), "{via_port}");
+
+    // kill -9 of serve, then a new one tears the network down on stop.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&sock);
+    let mut child = spawn_in(dir.path(), &[]);
+    let netns = dir.path().join("run/netns").join(&a);
+    assert!(netns.exists());
+    rt.block_on(async {
+        let mut c = connect().await;
+        c.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: a.clone(),
+        })
+        .await
+        .unwrap();
+        // Twice: the second has nothing left to do.
+        c.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: a.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    assert!(!netns.exists(), "the netns pin outlived StopPodSandbox");
+    let held: Vec<String> = std::fs::read_dir(dir.path().join("ipam/mrtest"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!held.contains(&ip_a), "{ip_a} still allocated: {held:?}");
+    assert!(
+        std::net::TcpStream::connect_timeout(&gw.parse().unwrap(), Duration::from_secs(2)).is_err(),
+        "the hostPort still answers"
+    );
+    rt.block_on(async {
+        let mut c = connect().await;
+        let pods = c
+            .list_pod_sandbox(cri_api::v1::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        for p in pods {
+            c.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: p.id,
+            })
+            .await
+            .unwrap();
+        }
+    });
+    let held = std::fs::read_dir(dir.path().join("ipam/mrtest"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&subnet))
+        .count();
+    assert_eq!(held, 0, "IPs left allocated");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

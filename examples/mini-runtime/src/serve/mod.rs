@@ -17,6 +17,10 @@
 //! state_dir = "/var/lib/mini-runtime/cri"
 //! # Registry mirrors, insecure hosts, CAs and credentials (see image-store).
 //! registry_config = "/etc/mini-runtime/registries.toml"
+//! # Pod networks: CNI config lists (the first in lexical order is used)
+//! # and the dirs the plugins are looked up in, in order.
+//! cni_conf_dir = "/etc/cni/net.d"
+//! cni_bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 //! # error, warn, info or debug; text or json, on stderr.
 //! log_level = "info"
 //! log_format = "text"
@@ -52,6 +56,12 @@ pub(crate) struct ServeArgs {
     /// Persistent dir for pod and container metadata.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Dir of CNI network configs.
+    #[arg(long)]
+    cni_conf_dir: Option<PathBuf>,
+    /// Dir of CNI plugins (repeat for several, searched in order).
+    #[arg(long = "cni-bin-dir")]
+    cni_bin_dirs: Vec<PathBuf>,
     /// Log level: error, warn, info or debug.
     #[arg(long, value_parser = ["error", "warn", "info", "debug"])]
     log_level: Option<String>,
@@ -74,6 +84,8 @@ struct FileConfig {
     root: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     registry_config: Option<PathBuf>,
+    cni_conf_dir: Option<PathBuf>,
+    cni_bin_dirs: Option<Vec<PathBuf>>,
     log_level: Option<String>,
     log_format: Option<String>,
 }
@@ -86,6 +98,8 @@ pub(crate) struct Settings {
     pub root: PathBuf,
     pub state_dir: PathBuf,
     pub registry_config: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
     pub log: Logger,
 }
 
@@ -208,6 +222,17 @@ fn settings(args: &ServeArgs, globals: &Globals) -> Result<Settings, String> {
             .clone()
             .or(file.registry_config)
             .unwrap_or_else(|| crate::image_cmd::DEFAULT_REGISTRY_CONFIG.into()),
+        cni_conf_dir: args
+            .cni_conf_dir
+            .clone()
+            .or(file.cni_conf_dir)
+            .unwrap_or_else(|| "/etc/cni/net.d".into()),
+        cni_bin_dirs: if !args.cni_bin_dirs.is_empty() {
+            args.cni_bin_dirs.clone()
+        } else {
+            file.cni_bin_dirs
+                .unwrap_or_else(|| vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()])
+        },
         log: Logger {
             level: Logger::rank(&level),
             json: format == "json",
@@ -276,7 +301,11 @@ async fn serve(s: Settings) -> Result<(), String> {
         crate::image_cmd::registry_config_at(&s.registry_config).map_err(|e| e.to_string())?;
     let log = s.log.clone();
     let images = images::Images::new(store.clone(), registry, log.clone());
-    let pods = pods::Pods::open(&s.state_dir, &s.root, log.clone())?;
+    let network = pods::Network {
+        conf_dir: s.cni_conf_dir.clone(),
+        cni: cni::Cni::new(s.cni_bin_dirs.clone(), s.state_dir.join("cni")),
+    };
+    let pods = pods::Pods::open(&s.state_dir, &s.root, network, log.clone())?;
     let ctrs =
         containers::Containers::open(&s.state_dir, &s.root, store, pods.clone(), log.clone())?;
     let runtime = runtime::Runtime::new(s.root.clone(), log.clone(), pods, ctrs);

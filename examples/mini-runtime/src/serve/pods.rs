@@ -53,6 +53,66 @@ struct Pod {
     hostname: String,
     #[serde(default)]
     privileged: bool,
+    /// The pinned network namespace ("" on the host's network).
+    #[serde(default)]
+    netns: String,
+    /// The CNI network it is attached to, and the IPs it got.
+    #[serde(default)]
+    network: String,
+    #[serde(default)]
+    ips: Vec<String>,
+    /// Set once the network was torn down (CNI DEL done, netns unpinned).
+    #[serde(default)]
+    net_down: bool,
+    /// Sysctls the pause process set.
+    #[serde(default)]
+    sysctls: HashMap<String, String>,
+}
+
+/// Where pods get their networks: CNI config lists and plugins.
+#[derive(Debug, Clone)]
+pub(crate) struct Network {
+    pub conf_dir: PathBuf,
+    pub cni: cni::Cni,
+}
+
+impl Network {
+    /// The network pods are attached to: the first usable config list.
+    pub(crate) fn default_list(&self) -> Result<cni::NetworkConfigList, String> {
+        let (lists, skipped) = cni::load_dir(&self.conf_dir).map_err(|e| e.to_string())?;
+        match lists.into_iter().next() {
+            Some(l) => Ok(l),
+            None => {
+                let why: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+                Err(format!(
+                    "no CNI network config in {}{}",
+                    self.conf_dir.display(),
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (unusable: {})", why.join("; "))
+                    }
+                ))
+            }
+        }
+    }
+}
+
+/// Sysctls that act on a namespace the pod may share with the host.
+fn sysctl_namespace(name: &str) -> Option<&'static str> {
+    if name.starts_with("net.") {
+        Some("network")
+    } else if name.starts_with("kernel.shm")
+        || name.starts_with("kernel.msg")
+        || name == "kernel.sem"
+        || name.starts_with("fs.mqueue.")
+    {
+        Some("ipc")
+    } else if name == "kernel.hostname" || name == "kernel.domainname" {
+        Some("uts")
+    } else {
+        None
+    }
 }
 
 /// The pod side of the server.
@@ -64,6 +124,7 @@ pub(crate) struct Pods {
     exe: PathBuf,
     log: Logger,
     pods: Arc<Mutex<HashMap<String, Pod>>>,
+    network: Network,
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Status {
@@ -72,7 +133,12 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Status {
 
 impl Pods {
     /// Loads what `meta` (the persistent state dir) remembers.
-    pub(crate) fn open(meta: &Path, root: &Path, log: Logger) -> Result<Self, String> {
+    pub(crate) fn open(
+        meta: &Path,
+        root: &Path,
+        network: Network,
+        log: Logger,
+    ) -> Result<Self, String> {
         let dir = meta.join("pods");
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let mut pods = HashMap::new();
@@ -100,6 +166,7 @@ impl Pods {
             exe,
             log,
             pods: Arc::new(Mutex::new(pods)),
+            network,
         })
     }
 
@@ -148,6 +215,10 @@ impl Pods {
         cgroup_parent: &str,
     ) -> Result<oci_spec::runtime::Spec, Status> {
         let mut namespaces = vec![serde_json::json!({"type": "mount"})];
+        if !pod.netns.is_empty() {
+            namespaces.push(serde_json::json!({"type": "network", "path": pod.netns}));
+            namespaces.push(serde_json::json!({"type": "uts"}));
+        }
         if pod.modes.2 != NamespaceMode::Node as i32 {
             namespaces.push(serde_json::json!({"type": "ipc"}));
         }
@@ -159,7 +230,7 @@ impl Pods {
         } else {
             cgroup_parent.trim_end_matches('/')
         };
-        let spec = serde_json::json!({
+        let mut spec = serde_json::json!({
             "ociVersion": "1.0.2",
             "process": {
                 "args": ["/pause", "pod-infra"], "cwd": "/", "user": {"uid": 0, "gid": 0},
@@ -179,9 +250,13 @@ impl Pods {
                 "namespaces": namespaces,
                 "cgroupsPath": format!("{parent}/pod-{}", pod.id),
                 "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"],
-                "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"]
+                "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
+                "sysctl": pod.sysctls,
             }
         });
+        if !pod.netns.is_empty() {
+            spec["hostname"] = serde_json::json!(pod.hostname);
+        }
         serde_json::from_value(spec).map_err(|e| internal("building the pause spec", e))
     }
 
@@ -227,9 +302,93 @@ impl Pods {
             _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         };
         std::fs::write(dir.join("resolv.conf"), resolv)?;
-        let hosts = std::fs::read_to_string("/etc/hosts")
-            .unwrap_or_else(|_| "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n".into());
+        let local = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+        // The host's for pods on its network; the kubelet mounts its own
+        // over it for the others.
+        let hosts = if pod.netns.is_empty() {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| local.into())
+        } else {
+            local.to_string()
+        };
         std::fs::write(dir.join("hosts"), hosts)
+    }
+
+    fn attachment(pod: &Pod) -> cni::Attachment {
+        cni::Attachment {
+            container_id: pod.id.clone(),
+            netns: PathBuf::from(&pod.netns),
+            ifname: "eth0".into(),
+            args: vec![
+                ("K8S_POD_NAMESPACE".into(), pod.namespace.clone()),
+                ("K8S_POD_NAME".into(), pod.name.clone()),
+                ("K8S_POD_INFRA_CONTAINER_ID".into(), pod.id.clone()),
+                ("K8S_POD_UID".into(), pod.uid.clone()),
+            ],
+            capability_args: Default::default(),
+        }
+    }
+
+    /// Pins the pod's network namespace and attaches it to `list`; the IPs.
+    fn network_up(
+        &self,
+        pod: &Pod,
+        list: &cni::NetworkConfigList,
+        ports: &[cri_api::v1::PortMapping],
+    ) -> Result<Vec<String>, String> {
+        let path = PathBuf::from(&pod.netns);
+        let (dir, name) = (path.parent().unwrap_or(Path::new("/")), pod.id.as_str());
+        cni::netns::create(dir, name).map_err(|e| e.to_string())?;
+        let mut att = Self::attachment(pod);
+        let maps: Vec<serde_json::Value> = ports
+            .iter()
+            .filter(|p| p.host_port > 0)
+            .map(|p| {
+                let proto = match cri_api::v1::Protocol::try_from(p.protocol) {
+                    Ok(cri_api::v1::Protocol::Udp) => "udp",
+                    Ok(cri_api::v1::Protocol::Sctp) => "sctp",
+                    _ => "tcp",
+                };
+                serde_json::json!({"hostPort": p.host_port, "containerPort": p.container_port,
+                                   "protocol": proto, "hostIP": p.host_ip})
+            })
+            .collect();
+        if !maps.is_empty() {
+            att.capability_args
+                .insert("portMappings".into(), serde_json::Value::Array(maps));
+        }
+        let r = self
+            .network
+            .cni
+            .add(list, &att)
+            .map_err(|e| format!("attaching to network {}: {e}", list.name))?;
+        Ok(r.pod_ips().iter().map(ToString::to_string).collect())
+    }
+
+    /// Detaches the pod from its network (CNI DEL from the cached ADD) and
+    /// unpins its namespace; once done, remembered as done.
+    fn network_down(&self, pod: &mut Pod) -> Result<(), Status> {
+        if pod.network.is_empty() || pod.net_down {
+            return Ok(());
+        }
+        let mut att = Self::attachment(pod);
+        att.args.clear();
+        // After a reboot the pin is gone: plugins get no netns, as the spec says.
+        if !cni::netns::is_pinned(Path::new(&pod.netns)) {
+            att.netns = PathBuf::new();
+        }
+        self.network
+            .cni
+            .del(None, &pod.network, &att)
+            .map_err(|e| internal(&format!("detaching from network {}", pod.network), e))?;
+        cni::netns::remove(Path::new(&pod.netns))
+            .map_err(|e| internal("unpinning the netns", e))?;
+        pod.net_down = true;
+        Ok(())
+    }
+
+    /// Whether pods can get networks (for Status' NetworkReady).
+    pub(crate) fn network_ready(&self) -> Result<(), String> {
+        self.network.default_list().map(drop)
     }
 
     /// What a new container of pod `id` takes from it; the pod must be ready.
@@ -311,11 +470,35 @@ impl Pods {
             .as_ref()
             .and_then(|s| s.namespace_options.clone())
             .unwrap_or_default();
-        if ns.network != NamespaceMode::Node as i32 {
-            return Err(Status::failed_precondition(
-                "pod networking (CNI) is not implemented by mini-runtime yet: only pods on the \
-                 host's network (namespace_options.network = NODE) run",
-            ));
+        let list = if ns.network != NamespaceMode::Node as i32 {
+            Some(
+                self.network
+                    .default_list()
+                    .map_err(|e| Status::failed_precondition(format!("pod network: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let shared = |kind: &str| match kind {
+            "network" => ns.network == NamespaceMode::Node as i32,
+            "ipc" => ns.ipc == NamespaceMode::Node as i32,
+            _ => ns.network == NamespaceMode::Node as i32,
+        };
+        for name in linux.sysctls.keys() {
+            if let Some(kind) = sysctl_namespace(name)
+                && shared(kind)
+            {
+                return Err(invalid(
+                    &format!("config.linux.sysctls[{name}]"),
+                    &format!("the pod shares the host's {kind} namespace"),
+                ));
+            }
+            if sysctl_namespace(name).is_none() {
+                return Err(invalid(
+                    &format!("config.linux.sysctls[{name}]"),
+                    "not a namespaced sysctl",
+                ));
+            }
         }
         if ns
             .userns_options
@@ -350,6 +533,15 @@ impl Pods {
                 .security_context
                 .as_ref()
                 .is_some_and(|s| s.privileged),
+            netns: if list.is_some() {
+                self.root.join("netns").join(&id).display().to_string()
+            } else {
+                String::new()
+            },
+            network: list.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
+            ips: Vec::new(),
+            net_down: false,
+            sysctls: linux.sysctls.clone(),
         };
         let spec = self.pause_spec(&pod, &linux.cgroup_parent)?;
         // One pod per (name, namespace, uid, attempt), as the kubelet
@@ -380,12 +572,17 @@ impl Pods {
         let this = self.clone();
         let pod2 = pod.clone();
         let dns = config.dns_config.clone();
-        let made = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let ports = config.port_mappings.clone();
+        let made = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
             let rootfs = this
                 .pause_rootfs(&id)
                 .map_err(|e| format!("pause rootfs: {e}"))?;
             this.pod_files(&pod2, dns.as_ref())
                 .map_err(|e| format!("the pod's /etc files: {e}"))?;
+            let ips = match &list {
+                Some(l) => this.network_up(&pod2, l, &ports)?,
+                None => Vec::new(),
+            };
             let log_path = this.root.join("pods").join(&id).join("pause.log");
             this.rt
                 .create_monitored(
@@ -403,17 +600,26 @@ impl Pods {
                     },
                 )
                 .map_err(|e| e.to_string())?;
-            this.rt.start(&id).map(drop).map_err(|e| e.to_string())
+            this.rt.start(&id).map_err(|e| e.to_string())?;
+            Ok(ips)
         })
         .await
         .map_err(|e| internal("the pod task", e))?;
-        if let Err(e) = made {
-            // Nothing half-made stays: the record and whatever was created go.
-            let _ = self.remove_all(&pod.id);
-            return Err(Status::internal(format!(
-                "starting the pod's pause process: {e}"
-            )));
+        let mut pod = pod;
+        match made {
+            Ok(ips) => pod.ips = ips,
+            Err(e) => {
+                // Nothing half-made stays: network, record and containers go.
+                let _ = self.network_down(&mut pod);
+                let _ = self.remove_all(&pod.id);
+                return Err(Status::internal(format!("starting the pod: {e}")));
+            }
         }
+        self.save(&pod)?;
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pod.id.clone(), pod.clone());
         self.log.log(
             "info",
             &format!("pod {}/{} is {}", pod.namespace, pod.name, pod.id),
@@ -425,6 +631,9 @@ impl Pods {
 
     /// Kills and deletes the pause container, and forgets the pod.
     fn remove_all(&self, id: &str) -> Result<(), Status> {
+        if let Ok(mut pod) = self.get(id) {
+            self.network_down(&mut pod)?;
+        }
         let _ = self.rt.kill(id, libc::SIGKILL, true);
         let _ = self
             .rt
@@ -465,7 +674,14 @@ impl Pods {
         .await
         .map_err(|e| internal("the pod task", e))??;
         pod.stopped = true;
+        let this = self.clone();
+        let mut p = pod.clone();
+        let (down, p) = tokio::task::spawn_blocking(move || (this.network_down(&mut p), p))
+            .await
+            .map_err(|e| internal("the pod task", e))?;
+        pod = p;
         self.save(&pod)?;
+        down?;
         self.pods
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -513,7 +729,15 @@ impl Pods {
                 metadata: cri.metadata,
                 state: cri.state,
                 created_at: cri.created_at,
-                network: Some(PodSandboxNetworkStatus::default()),
+                network: Some(PodSandboxNetworkStatus {
+                    ip: pod.ips.first().cloned().unwrap_or_default(),
+                    additional_ips: pod
+                        .ips
+                        .iter()
+                        .skip(1)
+                        .map(|ip| cri_api::v1::PodIp { ip: ip.clone() })
+                        .collect(),
+                }),
                 linux: Some(LinuxPodSandboxStatus {
                     namespaces: Some(Namespace {
                         options: Some(NamespaceOption {

@@ -104,11 +104,19 @@ impl cri_api::v1::RuntimeService for Runtime {
                     format!("cannot create {}", self.root.display())
                 },
             },
-            RuntimeCondition {
-                r#type: "NetworkReady".into(),
-                status: false,
-                reason: "NetworkPluginNotReady".into(),
-                message: "pod networking (CNI) is not implemented by mini-runtime yet".into(),
+            match self.pods.network_ready() {
+                Ok(()) => RuntimeCondition {
+                    r#type: "NetworkReady".into(),
+                    status: true,
+                    reason: String::new(),
+                    message: String::new(),
+                },
+                Err(e) => RuntimeCondition {
+                    r#type: "NetworkReady".into(),
+                    status: false,
+                    reason: "NetworkPluginNotReady".into(),
+                    message: e,
+                },
             },
         ];
         let mut info = std::collections::HashMap::new();

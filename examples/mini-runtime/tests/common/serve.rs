@@ -22,6 +22,10 @@ pub fn spawn_in(dir: &Path, extra: &[&str]) -> Child {
         .arg(format!("unix://{}", sock.display()))
         .arg("--state-dir")
         .arg(dir.join("cri"))
+        // Pod networks only as the test configures them, with Debian's plugins.
+        .arg("--cni-conf-dir")
+        .arg(dir.join("net.d"))
+        .args(["--cni-bin-dir", "/usr/lib/cni"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
