@@ -142,6 +142,22 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
             .into_inner()
             .pod_sandbox_id;
 
+        // Events, from here on, collected as they come.
+        let mut events = c
+            .get_container_events(cri_api::v1::GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(ev)) = events.message().await {
+                sink.lock()
+                    .unwrap()
+                    .push((ev.container_id, ev.container_event_type));
+            }
+        });
+
         // A long-running container: output on both streams, a trap for the
         // image's stop signal (SIGQUIT) that exits 3.
         let mut cfg = config(
@@ -222,6 +238,74 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
         assert_eq!(e.code(), Code::Unimplemented);
         assert!(e.message().contains("streaming"), "{}", e.message());
 
+        // Stats of the running container and of its pod; metrics.
+        let st = c
+            .container_stats(cri_api::v1::ContainerStatsRequest {
+                container_id: web.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        assert_eq!(st.attributes.as_ref().unwrap().id, web);
+        assert!(st.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        assert!(st.memory.unwrap().working_set_bytes.unwrap().value > 0);
+        assert!(st.writable_layer.unwrap().inodes_used.unwrap().value >= 1);
+        let listed = c
+            .list_container_stats(cri_api::v1::ListContainerStatsRequest {
+                filter: Some(cri_api::v1::ContainerStatsFilter {
+                    pod_sandbox_id: pod.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(listed.len(), 1);
+        let ps = c
+            .pod_sandbox_stats(cri_api::v1::PodSandboxStatsRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let lx = ps.linux.unwrap();
+        assert_eq!(lx.containers.len(), 1);
+        // The pause process, the shell and its sleep, at least.
+        assert!(lx.process.unwrap().process_count.unwrap().value >= 2);
+        let names: Vec<String> = c
+            .list_metric_descriptors(cri_api::v1::ListMetricDescriptorsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .descriptors
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert!(names.contains(&"container_memory_working_set_bytes".to_string()));
+        let pm = c
+            .list_pod_sandbox_metrics(cri_api::v1::ListPodSandboxMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_metrics;
+        let mine = pm
+            .iter()
+            .find(|m| m.pod_sandbox_id == pod)
+            .expect("pod metrics");
+        let cm = &mine.container_metrics[0];
+        assert_eq!(cm.container_id, web);
+        assert!(
+            cm.metrics
+                .iter()
+                .any(|m| m.name == "container_memory_working_set_bytes"
+                    && m.value.as_ref().unwrap().value > 0)
+        );
+
         // A container that runs the image's own command, as root with a
         // read-only rootfs and no capabilities.
         let mut cfg = config("once", &image, &[]);
@@ -301,6 +385,23 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
             .into_inner()
             .containers;
         assert_eq!(all.len(), 2, "{all:?}");
+        use cri_api::v1::ContainerEventType as Ev;
+        let want = [
+            (web.clone(), Ev::ContainerCreatedEvent as i32),
+            (web.clone(), Ev::ContainerStartedEvent as i32),
+            (once.clone(), Ev::ContainerStartedEvent as i32),
+            (once.clone(), Ev::ContainerStoppedEvent as i32),
+        ];
+        for _ in 0..200 {
+            if want.iter().all(|w| seen.lock().unwrap().contains(w)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let got = seen.lock().unwrap().clone();
+        for w in &want {
+            assert!(got.contains(w), "{w:?} not in {got:?}");
+        }
         (pod, web, once)
     });
 

@@ -81,6 +81,17 @@ impl Store {
         Ok(target)
     }
 
+    /// The upper (writable) dir of a rootfs mounted by [`Store::mount`]
+    /// at `target`: what the container wrote.
+    pub fn mount_upper(&self, target: &Path) -> Result<PathBuf> {
+        let target = fs::canonicalize(target).map_err(io_err("resolve", target))?;
+        let dir = self.meta.join("mounts").join(Self::mount_id(&target));
+        if !dir.exists() {
+            return Err(Error::NotMounted { path: target });
+        }
+        Ok(dir.join("upper"))
+    }
+
     /// Unmounts a rootfs mounted by [`Store::mount`] and drops its upper
     /// dir and lease.
     pub fn umount(&self, target: &Path) -> Result<()> {

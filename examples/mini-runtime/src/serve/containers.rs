@@ -126,6 +126,23 @@ struct Seen {
     exit: Option<ExitRecord>,
 }
 
+/// One container's figures for the stats RPCs.
+#[derive(Debug)]
+pub(crate) struct Sample {
+    pub id: String,
+    pub pod_id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    pub annotations: HashMap<String, String>,
+    pub running: bool,
+    pub stats: Option<oci_runtime::cgroups::stats::Stats>,
+    /// Its writable layer.
+    pub upper: Option<PathBuf>,
+    pub store_root: PathBuf,
+}
+
 /// The container side of the server.
 #[derive(Debug, Clone)]
 pub(crate) struct Containers {
@@ -648,6 +665,36 @@ impl Containers {
         })
         .await
         .map_err(|e| internal("the container task", e))?
+    }
+
+    /// What stats report of container `id` now.
+    pub(crate) fn sample(&self, id: &str) -> Result<Sample, Status> {
+        let c = self.get(id)?;
+        let seen = self.seen(&c);
+        let stats = if seen.state == ContainerState::ContainerRunning {
+            self.rt.stats(&c.id).ok()
+        } else {
+            None
+        };
+        let upper = self.store.mount_upper(&self.dir(&c.id).join("rootfs")).ok();
+        Ok(Sample {
+            id: c.id.clone(),
+            pod_id: c.pod_id.clone(),
+            name: c.name.clone(),
+            attempt: c.attempt,
+            image: c.image.clone(),
+            labels: c.labels.clone(),
+            annotations: c.annotations.clone(),
+            running: seen.state == ContainerState::ContainerRunning,
+            stats,
+            upper,
+            store_root: self.store.root().to_path_buf(),
+        })
+    }
+
+    /// Every container id.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
     }
 
     /// The runtime the containers are in.

@@ -32,6 +32,7 @@ mod images;
 mod pods;
 mod runtime;
 mod spec;
+mod stats;
 
 pub(crate) use pods::pause;
 mod status;

@@ -67,6 +67,24 @@ struct Pod {
     /// Sysctls the pause process set.
     #[serde(default)]
     sysctls: HashMap<String, String>,
+    /// The pod's overhead and resources as UpdatePodSandboxResources last
+    /// gave them (the pod cgroup itself is the kubelet's).
+    #[serde(default)]
+    resources: Option<serde_json::Value>,
+}
+
+/// What the stats RPCs need of a pod.
+#[derive(Debug)]
+pub(crate) struct PodStatsInfo {
+    pub id: String,
+    pub metadata: PodSandboxMetadata,
+    pub labels: HashMap<String, String>,
+    pub annotations: HashMap<String, String>,
+    /// The pause process, while it runs.
+    pub pid: Option<i32>,
+    pub own_netns: bool,
+    /// The pause container's cgroup stats.
+    pub pause: Option<oci_runtime::cgroups::stats::Stats>,
 }
 
 /// Where pods get their networks: CNI config lists and plugins.
@@ -414,6 +432,64 @@ impl Pods {
         })
     }
 
+    /// What the stats RPCs report of pod `id`.
+    pub(crate) fn stats_info(&self, id: &str) -> Result<PodStatsInfo, Status> {
+        let pod = self.get(id)?;
+        let running = self.state_of(&pod) == PodSandboxState::SandboxReady;
+        let pid = running
+            .then(|| self.rt.state(&pod.id).ok().and_then(|s| *s.state.pid()))
+            .flatten();
+        Ok(PodStatsInfo {
+            id: pod.id.clone(),
+            metadata: PodSandboxMetadata {
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+                namespace: pod.namespace.clone(),
+                attempt: pod.attempt,
+            },
+            labels: pod.labels.clone(),
+            annotations: pod.annotations.clone(),
+            pid,
+            own_netns: !pod.netns.is_empty(),
+            pause: running.then(|| self.rt.stats(&pod.id).ok()).flatten(),
+        })
+    }
+
+    /// The pods that are ready.
+    pub(crate) fn ready_ids(&self) -> Vec<String> {
+        let pods: Vec<Pod> = self
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        pods.iter()
+            .filter(|p| self.state_of(p) == PodSandboxState::SandboxReady)
+            .map(|p| p.id.clone())
+            .collect()
+    }
+
+    /// Records the pod's new overhead and resources.
+    pub(crate) fn update_resources(
+        &self,
+        id: &str,
+        overhead: Option<cri_api::v1::LinuxContainerResources>,
+        resources: Option<cri_api::v1::LinuxContainerResources>,
+    ) -> Result<(), Status> {
+        let mut pod = self.get(id)?;
+        pod.resources = Some(serde_json::json!({
+            "overhead": overhead.as_ref().map(super::spec::resources),
+            "resources": resources.as_ref().map(super::spec::resources),
+        }));
+        self.save(&pod)?;
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pod.id.clone(), pod);
+        Ok(())
+    }
+
     /// The pod's log directory ("" when it has none or is unknown).
     pub(crate) fn log_directory(&self, id: &str) -> String {
         self.get(id).map(|p| p.log_directory).unwrap_or_default()
@@ -542,6 +618,7 @@ impl Pods {
             ips: Vec::new(),
             net_down: false,
             sysctls: linux.sysctls.clone(),
+            resources: None,
         };
         let spec = self.pause_spec(&pod, &linux.cgroup_parent)?;
         // One pod per (name, namespace, uid, attempt), as the kubelet

@@ -29,6 +29,7 @@ use super::Logger;
 use super::containers::Containers;
 use super::events::Events;
 use super::pods::Pods;
+use super::stats::StatsService;
 use super::status::invalid;
 
 /// The runtime side of the server.
@@ -41,6 +42,7 @@ pub(crate) struct Runtime {
     pods: Pods,
     ctrs: Containers,
     events: Events,
+    stats: StatsService,
 }
 
 impl Runtime {
@@ -51,6 +53,7 @@ impl Runtime {
         for (id, pod) in ctrs.running() {
             events.watch(id, pod);
         }
+        let stats = StatsService::new(ctrs.clone(), pods.clone());
         Self {
             root,
             log,
@@ -58,6 +61,7 @@ impl Runtime {
             pods,
             ctrs,
             events,
+            stats,
         }
     }
 }
@@ -309,6 +313,130 @@ impl cri_api::v1::RuntimeService for Runtime {
         _req: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
         Err(no_streaming("PortForward"))
+    }
+
+    async fn container_stats(
+        &self,
+        req: Request<cri_api::v1::ContainerStatsRequest>,
+    ) -> Result<Response<cri_api::v1::ContainerStatsResponse>, Status> {
+        let stats = self
+            .stats
+            .container_stats(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri_api::v1::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
+    }
+
+    async fn list_container_stats(
+        &self,
+        req: Request<cri_api::v1::ListContainerStatsRequest>,
+    ) -> Result<Response<cri_api::v1::ListContainerStatsResponse>, Status> {
+        let stats = self
+            .stats
+            .list_container_stats(req.into_inner().filter)
+            .await?;
+        Ok(Response::new(cri_api::v1::ListContainerStatsResponse {
+            stats,
+        }))
+    }
+
+    async fn stream_container_stats(
+        &self,
+        req: Request<cri_api::v1::StreamContainerStatsRequest>,
+    ) -> Result<Response<cri_api::BoxStream<cri_api::v1::StreamContainerStatsResponse>>, Status>
+    {
+        let stats = self
+            .stats
+            .list_container_stats(req.into_inner().filter)
+            .await?;
+        Ok(Response::new(super::status::in_messages(
+            stats,
+            |container_stats| cri_api::v1::StreamContainerStatsResponse { container_stats },
+        )))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        req: Request<cri_api::v1::PodSandboxStatsRequest>,
+    ) -> Result<Response<cri_api::v1::PodSandboxStatsResponse>, Status> {
+        let id = req.into_inner().pod_sandbox_id;
+        if id.is_empty() {
+            return Err(invalid("pod_sandbox_id", "empty"));
+        }
+        let stats = self.stats.pod_stats(&id).await?;
+        Ok(Response::new(cri_api::v1::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        req: Request<cri_api::v1::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<cri_api::v1::ListPodSandboxStatsResponse>, Status> {
+        let stats = self.stats.list_pod_stats(req.into_inner().filter).await?;
+        Ok(Response::new(cri_api::v1::ListPodSandboxStatsResponse {
+            stats,
+        }))
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        req: Request<cri_api::v1::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<cri_api::BoxStream<cri_api::v1::StreamPodSandboxStatsResponse>>, Status>
+    {
+        let stats = self.stats.list_pod_stats(req.into_inner().filter).await?;
+        Ok(Response::new(super::status::in_messages(
+            stats,
+            |pod_sandbox_stats| cri_api::v1::StreamPodSandboxStatsResponse { pod_sandbox_stats },
+        )))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<cri_api::v1::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<cri_api::v1::ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(cri_api::v1::ListMetricDescriptorsResponse {
+            descriptors: StatsService::descriptors(),
+        }))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<cri_api::v1::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<cri_api::v1::ListPodSandboxMetricsResponse>, Status> {
+        Ok(Response::new(cri_api::v1::ListPodSandboxMetricsResponse {
+            pod_metrics: self.stats.list_pod_metrics().await?,
+        }))
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _req: Request<cri_api::v1::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<cri_api::BoxStream<cri_api::v1::StreamPodSandboxMetricsResponse>>, Status>
+    {
+        let metrics = self.stats.list_pod_metrics().await?;
+        Ok(Response::new(super::status::in_messages(
+            metrics,
+            |pod_sandbox_metrics| cri_api::v1::StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            },
+        )))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        req: Request<cri_api::v1::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<cri_api::v1::UpdatePodSandboxResourcesResponse>, Status> {
+        let req = req.into_inner();
+        if req.pod_sandbox_id.is_empty() {
+            return Err(invalid("pod_sandbox_id", "empty"));
+        }
+        self.pods
+            .update_resources(&req.pod_sandbox_id, req.overhead, req.resources)?;
+        Ok(Response::new(
+            cri_api::v1::UpdatePodSandboxResourcesResponse {},
+        ))
     }
 
     async fn get_container_events(

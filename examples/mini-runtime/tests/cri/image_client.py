@@ -62,6 +62,7 @@ def main():
         out["pods"] = code_of(lambda: runtime.ListPodSandbox(api.ListPodSandboxRequest(), timeout=30))
         out["containers"] = code_of(lambda: runtime.ListContainers(api.ListContainersRequest(), timeout=30))
         out["stats"] = code_of(lambda: runtime.ListContainerStats(api.ListContainerStatsRequest(), timeout=30))
+        out["checkpoint"] = code_of(lambda: runtime.CheckpointContainer(api.CheckpointContainerRequest(container_id="x"), timeout=30))
         out["bad_name"] = code_of(lambda: images.PullImage(api.PullImageRequest(image=api.ImageSpec(image="Bad Name")), timeout=30))
     print(json.dumps(out))
 
