@@ -179,6 +179,20 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
         assert_eq!(s.state, ContainerState::ContainerCreated as i32);
         assert!(s.image_ref.contains("@sha256:"), "{}", s.image_ref);
         assert_eq!(s.log_path, logs.join("web.log").display().to_string());
+        // Its image cannot go while the container uses it.
+        let mut images =
+            cri_api::v1::ImageServiceClient::new(cri_api::transport::connect(&sock).await.unwrap());
+        let e = images
+            .remove_image(cri_api::v1::RemoveImageRequest {
+                image: Some(ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+        assert!(e.message().contains("in use"), "{}", e.message());
         // The same name and attempt again: AlreadyExists.
         let e = create(&mut c, &pod, cfg, &pod_cfg).await.unwrap_err();
         assert_eq!(e.code(), Code::AlreadyExists, "{}", e.message());

@@ -294,6 +294,18 @@ impl cri_api::v1::ImageService for Images {
             let Some(found) = store.find(&key).map_err(from_store)? else {
                 return Ok(());
             };
+            // A container's rootfs (or image volume) holds a lease on it.
+            if let Some(l) = store
+                .leases()
+                .map_err(from_store)?
+                .into_iter()
+                .find(|l| l.blobs.contains(&found.manifest.digest_str))
+            {
+                return Err(Status::failed_precondition(format!(
+                    "image {key} is in use by a container (its rootfs at {}); remove the container first",
+                    l.target.map_or_else(|| l.id.clone(), |t| t.display().to_string())
+                )));
+            }
             for img in store.images().map_err(from_store)? {
                 if img.config.digest_str == found.config.digest_str {
                     match store.remove(&img.name) {
@@ -330,9 +342,11 @@ impl cri_api::v1::ImageService for Images {
             used_bytes: Some(UInt64Value { value: bytes }),
             inodes_used: Some(UInt64Value { value: inodes }),
         };
+        // Containers write into their overlay upper dirs, which live in
+        // the store too: the same filesystem.
         Ok(Response::new(ImageFsInfoResponse {
-            image_filesystems: vec![usage],
-            container_filesystems: Vec::new(),
+            image_filesystems: vec![usage.clone()],
+            container_filesystems: vec![usage],
         }))
     }
 }
