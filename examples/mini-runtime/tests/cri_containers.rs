@@ -10,101 +10,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::root_or_skip;
-use common::serve::{Cleanup, import_busybox, pod_config, spawn_in};
-use cri_api::Code;
-use cri_api::transport::Channel;
-use cri_api::v1::{
-    ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStateValue,
-    ContainerStatusRequest, CreateContainerRequest, ExecRequest, ExecSyncRequest, ImageSpec,
-    Int64Value, KeyValue, LinuxContainerConfig, LinuxContainerSecurityContext,
-    ListContainersRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    RuntimeServiceClient, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+use common::serve::{
+    Cleanup, config, create, exec, exited, import_busybox, log_lines, pod_config, spawn_in, status,
 };
-
-fn config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        labels: [("name".to_string(), name.to_string())].into(),
-        ..Default::default()
-    }
-}
-
-async fn create(
-    c: &mut RuntimeServiceClient<Channel>,
-    pod: &str,
-    cfg: ContainerConfig,
-    pod_cfg: &cri_api::v1::PodSandboxConfig,
-) -> Result<String, cri_api::Status> {
-    c.create_container(CreateContainerRequest {
-        pod_sandbox_id: pod.into(),
-        config: Some(cfg),
-        sandbox_config: Some(pod_cfg.clone()),
-    })
-    .await
-    .map(|r| r.into_inner().container_id)
-}
-
-async fn status(c: &mut RuntimeServiceClient<Channel>, id: &str) -> cri_api::v1::ContainerStatus {
-    c.container_status(ContainerStatusRequest {
-        container_id: id.into(),
-        verbose: false,
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .status
-    .unwrap()
-}
-
-/// Waits (bounded) until container `id` has exited; its status then.
-async fn exited(c: &mut RuntimeServiceClient<Channel>, id: &str) -> cri_api::v1::ContainerStatus {
-    for _ in 0..400 {
-        let s = status(c, id).await;
-        if s.state == ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("container {id} did not exit");
-}
-
-async fn exec(
-    c: &mut RuntimeServiceClient<Channel>,
-    id: &str,
-    cmd: &[&str],
-    timeout: i64,
-) -> Result<cri_api::v1::ExecSyncResponse, cri_api::Status> {
-    c.exec_sync(ExecSyncRequest {
-        container_id: id.into(),
-        cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        timeout,
-    })
-    .await
-    .map(|r| r.into_inner())
-}
-
-/// The CRI log lines' stream and text, without their timestamps.
-fn log_lines(path: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let mut f = l.splitn(4, ' ');
-            let (_time, stream, tag, text) = (f.next(), f.next(), f.next(), f.next());
-            assert_eq!(tag, Some("F"), "{l}");
-            (stream.unwrap().to_string(), text.unwrap_or("").to_string())
-        })
-        .collect()
-}
+use cri_api::Code;
+use cri_api::v1::{
+    ContainerConfig, ContainerFilter, ContainerState, ContainerStateValue, ContainerStatusRequest,
+    ExecRequest, ImageSpec, Int64Value, KeyValue, LinuxContainerConfig,
+    LinuxContainerSecurityContext, ListContainersRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, RuntimeServiceClient, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest,
+};
 
 #[test]
 fn containers_run_in_pods_and_survive_a_restart_of_serve() {

@@ -89,8 +89,27 @@ pub(crate) struct Built {
     pub groups: Vec<u32>,
 }
 
+/// Every capability this process may hand on: its bounding set (a host
+/// may lack some, as containerd's "all" is the current process's too).
+fn all_caps() -> Vec<String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    oci_runtime::known_capabilities()
+        .into_iter()
+        .filter(|c| {
+            oci_runtime::cap_number_by_name(c).is_some_and(|n| n < 64 && bnd & (1 << n) != 0)
+        })
+        .collect()
+}
+
 fn caps_of(sc: &LinuxContainerSecurityContext) -> Result<(Vec<String>, Vec<String>), Status> {
-    let all = oci_runtime::known_capabilities();
+    let all = all_caps();
     if sc.privileged {
         return Ok((all, Vec::new()));
     }
@@ -755,7 +774,7 @@ mod tests {
         let (caps, _) = caps_of(&sc(&["SYS_ADMIN"], &["ALL"])).unwrap();
         assert_eq!(caps, vec!["CAP_SYS_ADMIN".to_string()]);
         let (caps, _) = caps_of(&sc(&["ALL"], &["NET_RAW"])).unwrap();
-        assert_eq!(caps.len(), oci_runtime::known_capabilities().len() - 1);
+        assert_eq!(caps.len(), all_caps().len() - 1);
         let e = caps_of(&sc(&["CAP_FLY"], &[])).unwrap_err();
         assert!(e.message().contains("CAP_FLY"), "{}", e.message());
     }

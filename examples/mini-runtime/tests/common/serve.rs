@@ -5,6 +5,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use cri_api::transport::Channel;
+use cri_api::v1::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, RuntimeServiceClient,
+};
+
 use super::bin_path;
 
 /// Starts `serve` with everything under `dir` (store, runtime root, state
@@ -143,4 +149,161 @@ impl Drop for Cleanup {
             }
         }
     }
+}
+
+// CRI client helpers.
+
+pub fn config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        labels: [("name".to_string(), name.to_string())].into(),
+        ..Default::default()
+    }
+}
+
+pub async fn create(
+    c: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    cfg: ContainerConfig,
+    pod_cfg: &cri_api::v1::PodSandboxConfig,
+) -> Result<String, cri_api::Status> {
+    c.create_container(CreateContainerRequest {
+        pod_sandbox_id: pod.into(),
+        config: Some(cfg),
+        sandbox_config: Some(pod_cfg.clone()),
+    })
+    .await
+    .map(|r| r.into_inner().container_id)
+}
+
+pub async fn status(
+    c: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> cri_api::v1::ContainerStatus {
+    c.container_status(ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+    .unwrap()
+}
+
+/// Waits (bounded) until container `id` has exited; its status then.
+pub async fn exited(
+    c: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> cri_api::v1::ContainerStatus {
+    for _ in 0..400 {
+        let s = status(c, id).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("container {id} did not exit");
+}
+
+pub async fn exec(
+    c: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<cri_api::v1::ExecSyncResponse, cri_api::Status> {
+    c.exec_sync(ExecSyncRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        timeout,
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+/// The CRI log lines' stream and text, without their timestamps.
+pub fn log_lines(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let (_time, stream, tag, text) = (f.next(), f.next(), f.next(), f.next());
+            assert_eq!(tag, Some("F"), "{l}");
+            (stream.unwrap().to_string(), text.unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+/// Imports a one-layer image `example.com/data:1` holding `data/hello.txt`
+/// ("from-volume") and a symlink `data/out` to `/etc`, for image volumes.
+pub fn import_data_image(dir: &Path) -> String {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    b.append_data(&mut h, "data", std::io::empty()).unwrap();
+    let body = b"from-volume\n";
+    let mut h = tar::Header::new_ustar();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_mode(0o644);
+    h.set_size(body.len() as u64);
+    b.append_data(&mut h, "data/hello.txt", &body[..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    b.append_link(&mut h, "data/out", "/etc").unwrap();
+    let layer = b.into_inner().unwrap();
+    let l = dir.join("data-layout");
+    let ld = super::blob(&l, "application/vnd.oci.image.layer.v1.tar", &layer);
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [super::sha(&layer)]}});
+    let cd = super::blob(
+        &l,
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cd, "layers": [ld]});
+    let mut m = super::blob(
+        &l,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    m["annotations"] =
+        serde_json::json!({"org.opencontainers.image.ref.name": "example.com/data:1"});
+    std::fs::write(
+        l.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [m]})).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(l.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let out = Command::new(bin_path())
+        .arg("--store")
+        .arg(dir.join("store"))
+        .args(["image", "import", "--snapshots"])
+        .arg(&l)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import: {}", super::stderr(&out));
+    "example.com/data:1".into()
 }
