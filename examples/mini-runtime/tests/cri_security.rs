@@ -82,8 +82,17 @@ fn security_contexts_mounts_and_oom_as_critest_checks_them() {
         .unwrap(),
     )
     .unwrap();
+    // A CDI spec (YAML) with one device: a node and an env var.
+    let cdi = dir.path().join("cdi");
+    std::fs::create_dir_all(&cdi).unwrap();
+    std::fs::write(
+        cdi.join("test.yaml"),
+        "cdiVersion: \"0.6.0\"\nkind: example.com/test\ndevices:\n- name: null\n  containerEdits:\n    \
+         env: [\"CDI_OK=yes\"]\n    deviceNodes:\n    - path: /dev/cdinull\n      hostPath: /dev/null\n",
+    )
+    .unwrap();
     let sock = dir.path().join("cri.sock");
-    let mut child = spawn_in(dir.path(), &[]);
+    let mut child = spawn_in(dir.path(), &["--cdi-spec-dir", cdi.to_str().unwrap()]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -474,6 +483,39 @@ fn security_contexts_mounts_and_oom_as_critest_checks_them() {
         }];
         let e = create(&mut c, &pod, se, &pod_cfg).await.unwrap_err();
         assert!(e.message().contains("SELinux"), "{}", e.message());
+
+        // CDI devices; an unknown one is refused naming it.
+        let mut cd = sleeper();
+        cd.cdi_devices = vec![cri_api::v1::CdiDevice {
+            name: "example.com/test=null".into(),
+        }];
+        let cd = with_sc(
+            cd,
+            LinuxContainerSecurityContext {
+                run_as_user: Some(Int64Value { value: 0 }),
+                ..Default::default()
+            },
+        );
+        let cd = run(&mut c, &pod, &pod_cfg, cd).await;
+        let (_, out, _) = exec_sh(
+            &mut c,
+            &cd,
+            "echo $CDI_OK; echo x > /dev/cdinull && echo dev",
+        )
+        .await;
+        assert_eq!(out, "yes\ndev\n");
+        let mut unknown = sleeper();
+        unknown.metadata.as_mut().unwrap().name = "cdi-unknown".into();
+        unknown.cdi_devices = vec![cri_api::v1::CdiDevice {
+            name: "example.com/test=none".into(),
+        }];
+        let e = create(&mut c, &pod, unknown, &pod_cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+        assert!(
+            e.message().contains("example.com/test=none"),
+            "{}",
+            e.message()
+        );
 
         // OOM: a 16 MiB limit and a 64 MiB buffer.
         let mut oom = config(

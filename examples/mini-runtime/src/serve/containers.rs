@@ -154,6 +154,7 @@ pub(crate) struct Containers {
     log: Logger,
     pods: Pods,
     ctrs: Arc<Mutex<HashMap<String, Ctr>>>,
+    cdi_dirs: Vec<PathBuf>,
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Status {
@@ -227,7 +228,14 @@ impl Containers {
             log,
             pods,
             ctrs: Arc::new(Mutex::new(ctrs)),
+            cdi_dirs: Vec::new(),
         })
+    }
+
+    /// Where CDIDevices are looked up.
+    pub(crate) fn with_cdi_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.cdi_dirs = dirs;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ctr>> {
@@ -510,6 +518,10 @@ impl Containers {
             &image_mounts,
             &targets,
         )?;
+        let mut built = built;
+        let cdi: Vec<String> = cfg.cdi_devices.iter().map(|d| d.name.clone()).collect();
+        oci_runtime::cdi::apply(&mut built.spec, &cdi, &self.cdi_dirs)
+            .map_err(|e| invalid("config.CDI_devices", &e.to_string()))?;
         ctr.stop_signal = built.stop_signal;
         ctr.uid = built.uid;
         ctr.gid = built.gid;

@@ -21,6 +21,8 @@
 //! # and the dirs the plugins are looked up in, in order.
 //! cni_conf_dir = "/etc/cni/net.d"
 //! cni_bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
+//! # CDI device specs (JSON or YAML) for CDIDevices; a later dir wins.
+//! cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]
 //! # error, warn, info or debug; text or json, on stderr.
 //! log_level = "info"
 //! log_format = "text"
@@ -63,6 +65,9 @@ pub(crate) struct ServeArgs {
     /// Dir of CNI plugins (repeat for several, searched in order).
     #[arg(long = "cni-bin-dir")]
     cni_bin_dirs: Vec<PathBuf>,
+    /// Dir of CDI device specs (repeat for several; a later one wins).
+    #[arg(long = "cdi-spec-dir")]
+    cdi_spec_dirs: Vec<PathBuf>,
     /// Log level: error, warn, info or debug.
     #[arg(long, value_parser = ["error", "warn", "info", "debug"])]
     log_level: Option<String>,
@@ -87,6 +92,7 @@ struct FileConfig {
     registry_config: Option<PathBuf>,
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dirs: Option<Vec<PathBuf>>,
+    cdi_spec_dirs: Option<Vec<PathBuf>>,
     log_level: Option<String>,
     log_format: Option<String>,
 }
@@ -101,6 +107,7 @@ pub(crate) struct Settings {
     pub registry_config: PathBuf,
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
+    pub cdi_spec_dirs: Vec<PathBuf>,
     pub log: Logger,
 }
 
@@ -234,6 +241,16 @@ fn settings(args: &ServeArgs, globals: &Globals) -> Result<Settings, String> {
             file.cni_bin_dirs
                 .unwrap_or_else(|| vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()])
         },
+        cdi_spec_dirs: if !args.cdi_spec_dirs.is_empty() {
+            args.cdi_spec_dirs.clone()
+        } else {
+            file.cdi_spec_dirs.unwrap_or_else(|| {
+                oci_runtime::cdi::DEFAULT_DIRS
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect()
+            })
+        },
         log: Logger {
             level: Logger::rank(&level),
             json: format == "json",
@@ -308,7 +325,8 @@ async fn serve(s: Settings) -> Result<(), String> {
     };
     let pods = pods::Pods::open(&s.state_dir, &s.root, network, log.clone())?;
     let ctrs =
-        containers::Containers::open(&s.state_dir, &s.root, store, pods.clone(), log.clone())?;
+        containers::Containers::open(&s.state_dir, &s.root, store, pods.clone(), log.clone())?
+            .with_cdi_dirs(s.cdi_spec_dirs.clone());
     let runtime = runtime::Runtime::new(s.root.clone(), log.clone(), pods, ctrs);
     let bound = cri_api::transport::bind(&s.listen).map_err(|e| e.to_string())?;
     log.log(
