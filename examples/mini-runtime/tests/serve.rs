@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::serve::{pause_pid, pod_config, spawn_in};
+use common::serve::{pause_pid, pod_config, python, spawn_in};
 use common::{bin_path, root_or_skip};
 use cri_api::Code;
 use cri_api::v1::{
@@ -282,20 +282,6 @@ fn serve_refuses_a_bad_config_naming_the_key() {
 }
 
 /// The venv's Python with grpcio (made by the test command).
-fn python() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "python with grpcio not found at {}: the test command creates it",
-        p.display()
-    );
-    eprintln!("skipping: no venv at {}", p.display());
-    None
-}
-
 /// A client nobody here wrote: Python grpcio, with stubs generated from
 /// cri-api's proto, drives the image manager's calls.
 #[test]

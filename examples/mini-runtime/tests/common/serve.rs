@@ -307,3 +307,18 @@ pub fn import_data_image(dir: &Path) -> String {
     assert!(out.status.success(), "import: {}", super::stderr(&out));
     "example.com/data:1".into()
 }
+
+/// The test venv's Python (with grpcio); `None` (skip) outside CI without it.
+pub fn python() -> Option<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "python with grpcio not found at {}: the test command creates it",
+        p.display()
+    );
+    eprintln!("skipping: no venv at {}", p.display());
+    None
+}
