@@ -460,10 +460,10 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
 
 /// A CNI bridge network of this test's own in `dir/net.d`: a bridge, a
 /// subnet and host-local's dir unique to this process, and portmap.
-fn bridge_network(dir: &Path) -> (String, String) {
+fn bridge_network(dir: &Path, tag: u8) -> (String, String) {
     let n = std::process::id() % 200 + 20;
-    let bridge = format!("mrt{n}");
-    let subnet = format!("10.{n}.7");
+    let bridge = format!("mrt{n}x{tag}");
+    let subnet = format!("10.{n}.{tag}");
     let conf = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "mrtest",
@@ -483,6 +483,17 @@ fn bridge_network(dir: &Path) -> (String, String) {
     )
     .unwrap();
     (bridge, subnet)
+}
+
+/// A bridge deleted on drop.
+struct Bridge(String);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
 }
 
 fn http_get(addr: &str) -> String {
@@ -510,15 +521,7 @@ fn pods_on_a_cni_bridge_reach_each_other_and_the_host() {
     }
     let dir = tempfile::tempdir().unwrap();
     let pid = std::process::id();
-    let (bridge, subnet) = bridge_network(dir.path());
-    struct Bridge(String);
-    impl Drop for Bridge {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "del", &self.0])
-                .output();
-        }
-    }
+    let (bridge, subnet) = bridge_network(dir.path(), 7);
     let _bridge = Bridge(bridge);
     let _cleanup = Cleanup {
         dir: dir.path().to_path_buf(),
@@ -746,6 +749,186 @@ fn pods_on_a_cni_bridge_reach_each_other_and_the_host() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(&subnet))
         .count();
     assert_eq!(held, 0, "IPs left allocated");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The parent of process `pid` (its monitor, for a container's init).
+fn ppid(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    after.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn init_pid(root: &Path, id: &str) -> i32 {
+    let out = std::process::Command::new(common::bin_path())
+        .arg("--root")
+        .arg(root)
+        .args(["state", id])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["pid"].as_i64().unwrap() as i32
+}
+
+/// After a host reboot (every process killed, mounts and `/run` gone; the
+/// persistent state dir kept) a pod on a CNI network is NOTREADY, its
+/// container EXITED with reason Unknown; stop releases its IP without a
+/// netns, remove leaves no record, mount record or lease.
+#[test]
+fn containers_after_a_reboot_are_exited_and_removable() {
+    if !root_or_skip("containers_after_a_reboot_are_exited_and_removable") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let (bridge, subnet) = bridge_network(dir.path(), 8);
+    let _bridge = Bridge(bridge);
+    let cg = format!("/mr-serve-test-{pid}-rb");
+    let _cleanup = Cleanup {
+        dir: dir.path().to_path_buf(),
+        cgroups: vec![cg.clone()],
+    };
+    let image = import_busybox(dir.path());
+    let sock = dir.path().join("cri.sock");
+    let run = dir.path().join("run");
+    let mut child = spawn_in(dir.path(), &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect =
+        || async { RuntimeServiceClient::new(cri_api::transport::connect(&sock).await.unwrap()) };
+    let mut pod_cfg = pod_config("rb", &[]);
+    pod_cfg.linux.as_mut().unwrap().security_context = None;
+    pod_cfg.log_directory = dir.path().join("logs").display().to_string();
+    let (pod, ctr) = rt.block_on(async {
+        let mut c = connect().await;
+        let pod = c
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_cfg.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let ctr = create(
+            &mut c,
+            &pod,
+            config("sleeper", &image, &["/bin/sh", "-c", "sleep 600"]),
+            &pod_cfg,
+        )
+        .await
+        .unwrap();
+        c.start_container(StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+        (pod, ctr)
+    });
+    let ipam = dir.path().join("ipam/mrtest");
+    let held = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|e| {
+                e.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&subnet))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(held(&ipam), 1);
+
+    // The "reboot".
+    let inits = [init_pid(&run, &pod), init_pid(&run, &ctr)];
+    let monitors = inits.map(ppid);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for p in inits.iter().chain(monitors.iter()) {
+        // SAFETY: signalling processes this test's server started.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    for p in inits {
+        for _ in 0..400 {
+            if !Path::new(&format!("/proc/{p}")).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    common::unmount_under(&run);
+    std::fs::remove_dir_all(&run).unwrap();
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            let base = e.path().join(cg.trim_start_matches('/'));
+            if let Ok(kids) = std::fs::read_dir(&base) {
+                for k in kids.flatten() {
+                    let _ = std::fs::remove_dir(k.path());
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&sock);
+
+    let mut child = spawn_in(dir.path(), &[]);
+    rt.block_on(async {
+        let mut c = connect().await;
+        let pods = c
+            .list_pod_sandbox(cri_api::v1::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(pods.len(), 1);
+        assert_eq!(
+            pods[0].state,
+            cri_api::v1::PodSandboxState::SandboxNotready as i32
+        );
+        let s = status(&mut c, &ctr).await;
+        assert_eq!(s.state, ContainerState::ContainerExited as i32);
+        assert_eq!((s.exit_code, s.reason.as_str()), (255, "Unknown"), "{s:?}");
+        let e = c
+            .start_container(StartContainerRequest {
+                container_id: ctr.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+        c.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        let left = c
+            .list_containers(ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(left.is_empty(), "{left:?}");
+    });
+    assert_eq!(held(&ipam), 0, "the pod's IP is still allocated");
+    for sub in [
+        "store/.store/leases",
+        "store/.store/mounts",
+        "cri/containers",
+        "cri/pods",
+    ] {
+        let n = std::fs::read_dir(dir.path().join(sub))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{sub} is not empty");
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 }
