@@ -619,3 +619,411 @@ fn containerd_cri_runtime_entry_with_binary_name() {
         );
     });
 }
+
+/// The same CRI steps against containerd 1.6's CRI plugin (with runc) and
+/// against `serve`: what each answers, with ids and times left out.
+async fn cri_steps(
+    cri: &mut cri_api::v1::RuntimeServiceClient<cri_api::transport::Channel>,
+    image: &str,
+    logs: &Path,
+    cgroup_parent: &str,
+) -> Value {
+    use cri_api::v1::{
+        ContainerConfig, ContainerFilter, ContainerMetadata, ContainerStateValue,
+        ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
+        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListContainersRequest,
+        ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig,
+        PodSandboxMetadata, PodSandboxStatusRequest, RemoveContainerRequest,
+        RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+        StopPodSandboxRequest,
+    };
+    let code = |r: Result<(), cri_api::Status>| match r {
+        Ok(()) => "OK".to_string(),
+        Err(e) => format!("{:?}", e.code()),
+    };
+    let mut out = serde_json::Map::new();
+    let pod_cfg = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: "diff".into(),
+            uid: format!("uid-diff-{}", std::process::id()),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.into(),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = cri
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let st = cri
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    out.insert("pod_state".into(), json!(st.state));
+    let ctr_cfg = |name: &str, cmd: &str| ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into(), cmd.into()],
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    };
+    let create = async |cri: &mut cri_api::v1::RuntimeServiceClient<_>, cfg: ContainerConfig| {
+        cri.create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cfg),
+            sandbox_config: Some(pod_cfg.clone()),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+    };
+    // A container that writes and exits 3.
+    let c1 = create(cri, ctr_cfg("c1", "echo out; echo err >&2; exit 3"))
+        .await
+        .expect("CreateContainer c1");
+    let dup = create(cri, ctr_cfg("c1", "true")).await.map(drop);
+    out.insert("duplicate_name".into(), json!(code(dup)));
+    let missing_image = ContainerConfig {
+        image: Some(ImageSpec {
+            image: "docker.io/library/absent:none".into(),
+            ..Default::default()
+        }),
+        ..ctr_cfg("c9", "true")
+    };
+    out.insert(
+        "missing_image".into(),
+        json!(code(create(cri, missing_image).await.map(drop))),
+    );
+    cri.start_container(StartContainerRequest {
+        container_id: c1.clone(),
+    })
+    .await
+    .expect("StartContainer c1");
+    let mut s1 = None;
+    for _ in 0..400 {
+        let s = cri
+            .container_status(ContainerStatusRequest {
+                container_id: c1.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if s.state == cri_api::v1::ContainerState::ContainerExited as i32 {
+            s1 = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let s1 = s1.expect("c1 exits");
+    out.insert(
+        "c1".into(),
+        json!({"state": s1.state, "exit_code": s1.exit_code, "reason": s1.reason,
+               "image": s1.image.map(|i| i.image), "labels": s1.labels}),
+    );
+    let restart = cri
+        .start_container(StartContainerRequest {
+            container_id: c1.clone(),
+        })
+        .await
+        .map(drop);
+    out.insert("start_exited".into(), json!(code(restart)));
+    let log: Vec<String> = std::fs::read_to_string(logs.join("c1.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_once(' ').map_or("", |x| x.1).to_string())
+        .collect();
+    let mut log = log;
+    // The two streams are read apart: their order is not defined.
+    log.sort();
+    out.insert("c1_log".into(), json!(log));
+
+    // A running container: exec, a timeout, stop.
+    let c2 = create(cri, ctr_cfg("c2", "sleep 600")).await.expect("c2");
+    cri.start_container(StartContainerRequest {
+        container_id: c2.clone(),
+    })
+    .await
+    .expect("StartContainer c2");
+    let r = cri
+        .exec_sync(ExecSyncRequest {
+            container_id: c2.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo hi; echo e >&2; exit 5".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    out.insert(
+        "exec".into(),
+        json!([
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr),
+            r.exit_code
+        ]),
+    );
+    let running = cri
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                state: Some(ContainerStateValue {
+                    state: cri_api::v1::ContainerState::ContainerRunning as i32,
+                }),
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    out.insert(
+        "running".into(),
+        json!(
+            running
+                .iter()
+                .map(|c| c.metadata.clone().unwrap().name)
+                .collect::<Vec<_>>()
+        ),
+    );
+    cri.stop_container(StopContainerRequest {
+        container_id: c2.clone(),
+        timeout: 10,
+    })
+    .await
+    .expect("StopContainer");
+    let s2 = cri
+        .container_status(ContainerStatusRequest {
+            container_id: c2.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    out.insert(
+        "c2".into(),
+        json!({"exit_code": s2.exit_code, "reason": s2.reason}),
+    );
+
+    // Missing objects.
+    let nope = "0000000000000000000000000000000000000000000000000000000000000000".to_string();
+    out.insert(
+        "status_missing_container".into(),
+        json!(code(
+            cri.container_status(ContainerStatusRequest {
+                container_id: nope.clone(),
+                verbose: false,
+            })
+            .await
+            .map(drop)
+        )),
+    );
+    out.insert(
+        "status_missing_pod".into(),
+        json!(code(
+            cri.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: nope.clone(),
+                verbose: false,
+            })
+            .await
+            .map(drop)
+        )),
+    );
+    out.insert(
+        "remove_missing_container".into(),
+        json!(code(
+            cri.remove_container(RemoveContainerRequest {
+                container_id: nope.clone(),
+            })
+            .await
+            .map(drop)
+        )),
+    );
+    out.insert(
+        "remove_missing_pod".into(),
+        json!(code(
+            cri.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: nope.clone(),
+            })
+            .await
+            .map(drop)
+        )),
+    );
+    // Stop and remove, each twice.
+    let mut twice = Vec::new();
+    for _ in 0..2 {
+        twice.push(code(
+            cri.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .map(drop),
+        ));
+    }
+    let st = cri
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    out.insert("pod_state_stopped".into(), json!(st.state));
+    for _ in 0..2 {
+        twice.push(code(
+            cri.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .map(drop),
+        ));
+    }
+    out.insert("stop_remove_twice".into(), json!(twice));
+    let left = cri
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .len();
+    out.insert("pods_left".into(), json!(left));
+    Value::Object(out)
+}
+
+/// Differential: the same steps against containerd 1.6's CRI (its own
+/// root and sockets, the pause and app images imported offline into
+/// `k8s.io`) and against `serve` give the same states, exit codes, log
+/// lines, exec output and error codes.
+#[test]
+fn serve_answers_as_containerd_cri_does() {
+    let parent = CgroupParent(format!("/mr-diff-{}", std::process::id()));
+    let ours_parent = CgroupParent(format!("/mr-diff-ours-{}", std::process::id()));
+    let Some(c) = start_containerd(Some(&cri_section)) else {
+        return;
+    };
+    let dir = c.dir.path().to_path_buf();
+    let pause = image_archive(
+        &dir,
+        "docker.io/library/mr-pause:t",
+        &json!({"Entrypoint": ["/bin/sleep"], "Cmd": ["1000000"]}),
+    );
+    let app = image_archive(
+        &dir,
+        "docker.io/library/mr-bb:t",
+        &json!({"Cmd": ["/bin/sh"]}),
+    );
+    for a in [&pause, &app] {
+        c.ctr(&["images", "import", a.to_str().unwrap()])
+            .expect("import into k8s.io");
+    }
+    // serve, on its own dirs, with the same app image.
+    let ours = tempfile::tempdir().unwrap();
+    let out = Command::new(bin_path())
+        .arg("--store")
+        .arg(ours.path().join("store"))
+        .args(["image", "import"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut serve = common::serve::spawn_in(ours.path(), &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (theirs, mine) = rt.block_on(async {
+        let mut cd = cri_api::v1::RuntimeServiceClient::new(
+            cri_api::transport::connect(c.sock()).await.unwrap(),
+        );
+        let mut images = cri_api::v1::ImageServiceClient::new(
+            cri_api::transport::connect(c.sock()).await.unwrap(),
+        );
+        // The image by its id (config digest), the same in both stores.
+        let id = images
+            .image_status(cri_api::v1::ImageStatusRequest {
+                image: Some(cri_api::v1::ImageSpec {
+                    image: "docker.io/library/mr-bb:t".into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image
+            .expect("containerd has the image")
+            .id;
+        let theirs = cri_steps(&mut cd, &id, &dir.join("logs"), &parent.0).await;
+        let mut ms = cri_api::v1::RuntimeServiceClient::new(
+            cri_api::transport::connect(ours.path().join("cri.sock"))
+                .await
+                .unwrap(),
+        );
+        let mine = cri_steps(&mut ms, &id, &ours.path().join("logs"), &ours_parent.0).await;
+        (theirs, mine)
+    });
+    let _ = serve.kill();
+    let _ = serve.wait();
+    common::unmount_under(ours.path());
+    // Where containerd answers Unknown (a plain Go error), serve gives the
+    // code the CRI means: a name in use, a container that cannot start.
+    let (mut mine, mut theirs) = (mine, theirs);
+    for (key, ours_code) in [
+        ("duplicate_name", "AlreadyExists"),
+        ("start_exited", "FailedPrecondition"),
+    ] {
+        assert_eq!(theirs[key], "Unknown", "containerd's {key} changed");
+        assert_eq!(mine[key], ours_code, "{key}");
+        theirs[key] = Value::Null;
+        mine[key] = Value::Null;
+    }
+    assert_eq!(
+        mine,
+        theirs,
+        "serve (left) and containerd (right) differ:\nours: {}\ncontainerd: {}\n{}",
+        serde_json::to_string_pretty(&mine).unwrap(),
+        serde_json::to_string_pretty(&theirs).unwrap(),
+        c.errors()
+    );
+}

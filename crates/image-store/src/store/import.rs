@@ -7,6 +7,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::oci::{self, Descriptor, Index, Manifest, Platform, REF_NAME};
+
+/// The annotation containerd names an exported image by.
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
 use super::pipeline::diff_id_of;
 use super::{Progress, Store, layers_of};
 use crate::apply::{Compression, decompress, normalize};
@@ -310,8 +313,14 @@ impl Store {
         }
         let mut plans = Vec::new();
         for desc in &index.manifests {
+            // containerd's exports (`ctr images export`, its CRI) name the
+            // full reference here, and only a tag in `ref.name`.
+            let containerd_name = desc.annotation(CONTAINERD_NAME);
             let name = match (&opts.name, desc.annotation(REF_NAME)) {
                 (Some(n), _) => normalize_name(n)?,
+                (None, r) if containerd_name.is_some() && r.is_none_or(is_bare_tag) => {
+                    normalize_name(containerd_name.unwrap_or_default())?
+                }
                 (None, Some(r)) if is_bare_tag(r) => {
                     normalize_name(&format!("localhost/{base}:{r}"))?
                 }

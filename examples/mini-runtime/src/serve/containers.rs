@@ -119,6 +119,18 @@ struct Ctr {
     exit: Option<ExitRecord>,
 }
 
+impl Ctr {
+    /// The image as statuses show it: its name in the store (as containerd
+    /// shows the repo tag, however the request named it), else as asked.
+    fn shown_image(&self) -> String {
+        if self.image_name.is_empty() || self.image_name.starts_with("sha256:") {
+            self.image.clone()
+        } else {
+            self.image_name.clone()
+        }
+    }
+}
+
 /// How a container is, seen now.
 struct Seen {
     state: ContainerState,
@@ -766,7 +778,7 @@ impl Containers {
             finished_at,
             exit_code,
             image: Some(ImageSpec {
-                image: c.image.clone(),
+                image: c.shown_image(),
                 ..Default::default()
             }),
             image_ref: c.image_ref.clone(),
@@ -866,7 +878,7 @@ impl Containers {
                         attempt: c.attempt,
                     }),
                     image: Some(ImageSpec {
-                        image: c.image.clone(),
+                        image: c.shown_image(),
                         ..Default::default()
                     }),
                     image_ref: c.image_ref.clone(),
