@@ -266,9 +266,31 @@ impl Runtime {
     /// Connects to container `id`'s monitor for its stdio.
     pub fn attach(&self, id: &str) -> Result<Attach> {
         let path = self.root().join(id).join(ATTACH_SOCKET);
-        let s = UnixStream::connect(&path).map_err(io_err("connecting to the monitor", &path))?;
+        let (_dir, short) =
+            socket_path(&path).map_err(io_err("opening the state dir of", &path))?;
+        let s = UnixStream::connect(&short).map_err(io_err("connecting to the monitor", &path))?;
         Ok(Attach { stream: s })
     }
+}
+
+/// A path for a unix socket at `path`: itself when it fits in `sun_path`
+/// (108 bytes), else `/proc/self/fd/N/<name>` through an `O_PATH` fd of its
+/// directory (kept open by the caller until bound or connected), so a long
+/// state root works too.
+fn socket_path(path: &Path) -> std::io::Result<(Option<OwnedFd>, PathBuf)> {
+    if path.as_os_str().len() < 100 {
+        return Ok((None, path.to_path_buf()));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    };
+    let fd: OwnedFd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(name);
+    Ok((Some(fd), short))
 }
 
 /// One message between the monitor and an attach client: a kind byte, a
@@ -612,7 +634,13 @@ fn run_monitor(req: Request) -> Result<()> {
     let oom_before = crate::container::oom_kills(&rt, &req.id).unwrap_or(0);
 
     let sock_path = req.root.join(&req.id).join(ATTACH_SOCKET);
-    let listener = match UnixListener::bind(&sock_path) {
+    let bound = socket_path(&sock_path).and_then(|(dir, short)| {
+        UnixListener::bind(&short).map(|l| {
+            drop(dir);
+            l
+        })
+    });
+    let listener = match bound {
         Ok(l) => l,
         Err(e) => {
             let _ = rt.delete(&req.id, true);

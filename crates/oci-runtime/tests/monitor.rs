@@ -102,7 +102,12 @@ fn output_goes_to_the_cri_log_and_attach_and_the_monitor_records_the_exit() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(dir.path().join("state"));
+    // A root long enough that the attach socket's path does not fit in a
+    // sockaddr_un: the monitor binds it through its dir's fd.
+    let rt = Runtime::new(
+        dir.path()
+            .join("a-state-root-long-enough-that-the-attach-socket-path-would-not-fit-in-sun-path"),
+    );
     let id = format!("mon-{}", std::process::id());
     let _cleanup = Cleanup {
         rt: &rt,
@@ -146,6 +151,21 @@ fn output_goes_to_the_cri_log_and_attach_and_the_monitor_records_the_exit() {
 
     let mut a = rt.attach(&id).unwrap();
     rt.start(&id).unwrap();
+    // Log rotation: once the first lines are written, the file is moved
+    // away and the monitor told to reopen; what follows goes to a new file.
+    for _ in 0..500 {
+        if log_lines(&log).len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rotated = dir.path().join("ctr.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    rt.reopen_log(&id).unwrap();
+    assert!(
+        log.exists(),
+        "reopen_log returned before the new file was there"
+    );
     a.send(&Frame::Stdin(b"hello\n".to_vec())).unwrap();
     let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
     while let Some(f) = a.recv().unwrap() {
@@ -162,9 +182,11 @@ fn output_goes_to_the_cri_log_and_attach_and_the_monitor_records_the_exit() {
     let exit = rt.wait_exit(&id, Some(Duration::from_secs(30))).unwrap();
     assert_eq!((exit.code, exit.oom_killed), (3, false));
     assert!(exit.time.is_some());
-    let mut lines = log_lines(&log);
-    lines.sort();
     let want = |s: &str, t: &str| (s.to_string(), "F".to_string(), t.to_string());
+    assert_eq!(log_lines(&log), vec![want("stdout", "got-hello")]);
+    let mut lines = log_lines(&log);
+    lines.extend(log_lines(&rotated));
+    lines.sort();
     assert_eq!(
         lines,
         vec![
