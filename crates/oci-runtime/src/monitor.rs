@@ -634,12 +634,8 @@ fn run_monitor(req: Request) -> Result<()> {
     let oom_before = crate::container::oom_kills(&rt, &req.id).unwrap_or(0);
 
     let sock_path = req.root.join(&req.id).join(ATTACH_SOCKET);
-    let bound = socket_path(&sock_path).and_then(|(dir, short)| {
-        UnixListener::bind(&short).map(|l| {
-            drop(dir);
-            l
-        })
-    });
+    // The dir's fd, if one was needed, lives until the bind is done.
+    let bound = socket_path(&sock_path).and_then(|(_dir, short)| UnixListener::bind(&short));
     let listener = match bound {
         Ok(l) => l,
         Err(e) => {
