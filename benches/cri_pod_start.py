@@ -134,6 +134,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--concurrent", type=int, default=100)
     ap.add_argument("--bin", default=BIN)
+    ap.add_argument("--log-level", default="warn", help="serve's; its log is copied to ./serve-bench.log")
     args = ap.parse_args()
     import grpc
     work = tempfile.mkdtemp(prefix="cri-bench-")
@@ -189,7 +190,7 @@ state = "{cd}/state"
     serve = subprocess.Popen([args.bin, "--store", f"{ours}/store", "--root", f"{ours}/run", "serve",
                               "--listen", f"unix://{ssock}", "--state-dir", f"{ours}/cri",
                               "--cni-conf-dir", cni_dir, "--cni-bin-dir", "/usr/lib/cni",
-                              "--log-level", "warn"],
+                              "--log-level", args.log_level],
                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(ours, "log"), "w"))
     wait_sock(ssock, serve, "serve")
     time.sleep(0.5)
@@ -234,10 +235,12 @@ state = "{cd}/state"
         rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=120)
 
     results = {}
+    breakdown = {}
     try:
         for host_net in (True, False):
             mode = "host network" if host_net else "CNI bridge"
             times = {"serve": [], "containerd": []}
+            per_rpc = {n: {"RunPodSandbox": [], "CreateContainer": [], "StartContainer": []} for n in times}
             for name in times:  # warm up
                 stop(rts[name], start(rts[name], host_net)[0])
             rng = random.Random(7)
@@ -245,10 +248,11 @@ state = "{cd}/state"
                 order = list(times)
                 rng.shuffle(order)
                 for name in order:
-                    pod, t = start(rts[name], host_net)
+                    pod, t = start(rts[name], host_net, per_rpc[name])
                     times[name].append(t)
                     stop(rts[name], pod)
             results[mode] = times
+            breakdown[mode] = per_rpc
         busy = {"serve": rss_kib(serve.pid), "containerd": rss_kib(containerd.pid)}
 
         # Concurrent pods through serve.
@@ -283,6 +287,12 @@ state = "{cd}/state"
         s, c = statistics.median(t["serve"]), statistics.median(t["containerd"])
         lo, hi = ratio_ci(t["serve"], t["containerd"])
         print(f"{mode:28} {s * 1000:8.1f}ms {c * 1000:10.1f}ms {s / c:7.2f}x  {lo:.2f}-{hi:.2f}")
+    print(f"\nMedian per RPC{'':14} {'serve':>10} {'containerd':>12}")
+    for mode, per in breakdown.items():
+        for rpc in per["serve"]:
+            s = statistics.median(per["serve"][rpc]) * 1000
+            c = statistics.median(per["containerd"][rpc]) * 1000
+            print(f"{mode + ': ' + rpc:28} {s:8.1f}ms {c:10.1f}ms")
     print(f"\nRSS (KiB)                    {'serve':>10} {'containerd':>12}")
     print(f"{'idle, after start':28} {idle['serve']:>10} {idle['containerd']:>12}")
     print(f"{'after the rounds':28} {busy['serve']:>10} {busy['containerd']:>12}")
@@ -296,6 +306,7 @@ state = "{cd}/state"
         if t:
             p99 = t[min(len(t) - 1, int(len(t) * 0.99))]
             print(f"{rpc:20} {statistics.median(t) * 1000:7.1f}ms {p99 * 1000:7.1f}ms")
+    shutil.copy(os.path.join(ours, "log"), "serve-bench.log")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -53,12 +53,18 @@ pub struct Cached {
     pub result: CniResult,
 }
 
+/// A plugin binary as last seen: path, size, modification time.
+type BinaryKey = (PathBuf, u64, Option<std::time::SystemTime>);
+
 /// Executes plugins from `bin_dirs`, keeping ADD results in `cache_dir`.
+/// What a plugin answered to VERSION is kept (per binary, until it
+/// changes), so an ADD runs each plugin once.
 #[derive(Debug, Clone)]
 pub struct Cni {
     bin_dirs: Vec<PathBuf>,
     cache_dir: PathBuf,
     timeout: Duration,
+    versions: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<BinaryKey, VersionInfo>>>,
 }
 
 fn command_name(c: &str) -> &'static str {
@@ -117,6 +123,7 @@ impl Cni {
             bin_dirs,
             cache_dir: cache_dir.into(),
             timeout: Duration::from_secs(60),
+            versions: Default::default(),
         }
     }
 
@@ -259,8 +266,32 @@ impl Cni {
         })
     }
 
-    /// `VERSION` of plugin `kind`.
+    /// `VERSION` of plugin `kind`, asked once per binary.
     pub fn version(&self, kind: &str) -> Result<VersionInfo> {
+        let path = self.find(kind)?;
+        let key = std::fs::metadata(&path)
+            .ok()
+            .map(|m| (path.clone(), m.len(), m.modified().ok()));
+        if let Some(k) = &key
+            && let Some(v) = self
+                .versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(k)
+        {
+            return Ok(v.clone());
+        }
+        let info = self.ask_version(kind)?;
+        if let Some(k) = key {
+            self.versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(k, info.clone());
+        }
+        Ok(info)
+    }
+
+    fn ask_version(&self, kind: &str) -> Result<VersionInfo> {
         let out = self.invoke(
             kind,
             "VERSION",

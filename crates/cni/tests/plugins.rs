@@ -244,6 +244,29 @@ fn misbehaving_plugins_give_clear_errors() {
     ] {
         assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
     }
+    // VERSION is asked once per binary, again once it changed.
+    let counting = format!(
+        "if [ \"$CNI_COMMAND\" = VERSION ]; then echo v >> \"$(dirname \"$0\")/../versions\"; fi\n{version}\necho '{{\"cniVersion\":\"1.0.0\"}}'"
+    );
+    fake(&bin, "counts", &counting);
+    let att2 = Attachment {
+        container_id: "c2".into(),
+        ..att.clone()
+    };
+    for _ in 0..3 {
+        cni.add(&list("counts"), &att2).unwrap();
+    }
+    let asked = || {
+        std::fs::read_to_string(dir.path().join("versions"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(asked(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fake(&bin, "counts", &format!("{counting}\n# changed"));
+    cni.add(&list("counts"), &att2).unwrap();
+    assert_eq!(asked(), 2);
     // DEL gets the cached result as prevResult.
     cni.del(None, "n", &att).unwrap();
     let seen: serde_json::Value =

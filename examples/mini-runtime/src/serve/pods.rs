@@ -650,16 +650,25 @@ impl Pods {
         let pod2 = pod.clone();
         let dns = config.dns_config.clone();
         let ports = config.port_mappings.clone();
-        let made = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+        let t0 = std::time::Instant::now();
+        let made = tokio::task::spawn_blocking(move || -> Result<(Vec<String>, String), String> {
+            let mut phases = Vec::new();
+            let mut mark = |what: &str, since: &mut std::time::Instant| {
+                phases.push(format!("{what} {:.1?}", since.elapsed()));
+                *since = std::time::Instant::now();
+            };
+            let mut t = std::time::Instant::now();
             let rootfs = this
                 .pause_rootfs(&id)
                 .map_err(|e| format!("pause rootfs: {e}"))?;
             this.pod_files(&pod2, dns.as_ref())
                 .map_err(|e| format!("the pod's /etc files: {e}"))?;
+            mark("files", &mut t);
             let ips = match &list {
                 Some(l) => this.network_up(&pod2, l, &ports)?,
                 None => Vec::new(),
             };
+            mark("network", &mut t);
             let log_path = this.root.join("pods").join(&id).join("pause.log");
             this.rt
                 .create_monitored(
@@ -677,14 +686,22 @@ impl Pods {
                     },
                 )
                 .map_err(|e| e.to_string())?;
+            mark("create", &mut t);
             this.rt.start(&id).map_err(|e| e.to_string())?;
-            Ok(ips)
+            mark("start", &mut t);
+            Ok((ips, phases.join(", ")))
         })
         .await
         .map_err(|e| internal("the pod task", e))?;
         let mut pod = pod;
         match made {
-            Ok(ips) => pod.ips = ips,
+            Ok((ips, phases)) => {
+                pod.ips = ips;
+                self.log.log(
+                    "debug",
+                    &format!("pod {}: {phases}; {:.1?} in all", pod.id, t0.elapsed()),
+                );
+            }
             Err(e) => {
                 // Nothing half-made stays: network, record and containers go.
                 let _ = self.network_down(&mut pod);
