@@ -41,7 +41,32 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Unpins and removes a namespace made by [`create`]; a missing one is fine.
+/// Pins an existing network namespace (`/proc/PID/ns/net` of a process that
+/// made it, say one in a user namespace of its own, which then owns it) at
+/// `dir/name`; returns the path.
+pub fn pin(source: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Error::Invalid {
+            what: "netns name",
+            reason: format!("{name:?} is not a file name"),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    let path = dir.join(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io_err("creating the netns pin", &path))?;
+    if let Err(e) = rustix::mount::mount_bind(source, &path) {
+        let _ = std::fs::remove_file(&path);
+        return Err(io_err("pinning the network namespace at", &path)(e.into()));
+    }
+    Ok(path)
+}
+
+/// Unpins and removes a namespace made by [`create`] or [`pin`]; a missing
+/// one is fine.
 pub fn remove(path: &Path) -> Result<()> {
     match rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}

@@ -436,9 +436,14 @@ pub fn monitor_main() -> ! {
     let code = match run_monitor(req) {
         Ok(()) => 0,
         Err(e) => {
-            reply(&Reply::Failed {
-                error: e.to_string(),
-            });
+            // With its causes (an init step's errno): the host sees only this text.
+            let mut error = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                error.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            reply(&Reply::Failed { error });
             1
         }
     };

@@ -932,3 +932,117 @@ fn containers_after_a_reboot_are_exited_and_removable() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A pod with a user namespace of its own (mode POD, the kubelet's
+/// mappings): root in its container is host uid 200000, and owns its
+/// id-mapped rootfs.
+#[test]
+fn a_pod_with_its_own_user_namespace() {
+    use cri_api::v1::{IdMapping, LinuxSandboxSecurityContext, NamespaceOption, UserNamespace};
+    if !root_or_skip("a_pod_with_its_own_user_namespace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let (bridge, _) = bridge_network(dir.path(), 9);
+    let _bridge = Bridge(bridge);
+    let _cleanup = Cleanup {
+        dir: dir.path().to_path_buf(),
+        cgroups: vec![format!("/mr-serve-test-{pid}-u")],
+    };
+    let image = import_busybox(dir.path());
+    let sock = dir.path().join("cri.sock");
+    let mut child = spawn_in(dir.path(), &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = RuntimeServiceClient::new(cri_api::transport::connect(&sock).await.unwrap());
+        let map = vec![IdMapping {
+            host_id: 200_000,
+            container_id: 0,
+            length: 65_536,
+        }];
+        let mut pod_cfg = pod_config("u", &[]);
+        pod_cfg.log_directory = dir.path().join("logs").display().to_string();
+        pod_cfg.linux.as_mut().unwrap().security_context = Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                userns_options: Some(UserNamespace {
+                    mode: cri_api::v1::NamespaceMode::Pod as i32,
+                    uids: map.clone(),
+                    gids: map.clone(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let pod = c
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_cfg.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {}", e.message()))
+            .into_inner()
+            .pod_sandbox_id;
+        let mut cfg = config("u", &image, &["/bin/sh", "-c", "sleep 600"]);
+        cfg.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                run_as_user: Some(Int64Value { value: 0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let id = create(&mut c, &pod, cfg, &pod_cfg)
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {}", e.message()));
+        c.start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        let r = exec(
+            &mut c,
+            &id,
+            &[
+                "/bin/sh",
+                "-c",
+                "id -u; cat /proc/self/uid_map; touch /made-here && stat -c %u /made-here; stat -c %u /bin/busybox",
+            ],
+            10,
+        )
+        .await
+        .unwrap();
+        let out = String::from_utf8_lossy(&r.stdout);
+        let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                vec!["0"],
+                vec!["0", "200000", "65536"],
+                vec!["0"],
+                vec!["0"]
+            ],
+            "{out}{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        // On the host the process is uid 200000.
+        let init = init_pid(&dir.path().join("run"), &id);
+        let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(uid.split_whitespace().nth(1) == Some("200000"), "{uid}");
+        c.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -26,6 +26,33 @@ impl Store {
     /// A lease keeps the snapshots from garbage collection until
     /// [`Store::umount`]. Needs `CAP_SYS_ADMIN`.
     pub fn mount(&self, name: &str, target: &Path, progress: &dyn Progress) -> Result<PathBuf> {
+        self.mount_mapped(name, target, progress, None)
+    }
+
+    /// [`Store::mount`] for a container in the user namespace `userns` (a
+    /// `/proc/PID/ns/user` path) whose root is host uid/gid `root`: every
+    /// lower layer is id-mapped into it, so what the host's root owns its
+    /// root owns, and the upper dir belongs to its root, so what it writes
+    /// is its own on disk (Linux 5.19 and later; overlayfs itself cannot be
+    /// id-mapped).
+    pub fn mount_in_userns(
+        &self,
+        name: &str,
+        target: &Path,
+        progress: &dyn Progress,
+        userns: &Path,
+        root: (u32, u32),
+    ) -> Result<PathBuf> {
+        self.mount_mapped(name, target, progress, Some((userns, root)))
+    }
+
+    fn mount_mapped(
+        &self,
+        name: &str,
+        target: &Path,
+        progress: &dyn Progress,
+        userns: Option<(&Path, (u32, u32))>,
+    ) -> Result<PathBuf> {
         let image = self.image(name)?;
         let lowers = self.prepare_snapshots(&image, progress)?;
         let _g = self.lock_shared()?;
@@ -68,8 +95,27 @@ impl Store {
         }
         let lease = self.lease_for(&id, &image, Some(target.clone()));
         self.add_lease(&lease)?;
-        let tops: Vec<&Path> = lowers.iter().rev().map(PathBuf::as_path).collect();
-        if let Err(e) = mount_overlay(&target, &tops, &upper, &work) {
+        let mounted = match userns {
+            None => {
+                let tops: Vec<&Path> = lowers.iter().rev().map(PathBuf::as_path).collect();
+                mount_overlay(&target, &tops, &upper, &work)
+            }
+            Some((ns, (uid, gid))) => fs::File::open(ns).and_then(|ns| {
+                std::os::unix::fs::chown(&upper, Some(uid), Some(gid))?;
+                // The clones live until the overlay holds them.
+                let mut held = Vec::new();
+                for l in lowers.iter().rev() {
+                    held.push(idmapped_clone(l, &ns)?);
+                }
+                let lower_paths: Vec<PathBuf> = held
+                    .iter()
+                    .map(|fd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+                    .collect();
+                let tops: Vec<&Path> = lower_paths.iter().map(PathBuf::as_path).collect();
+                mount_overlay(&target, &tops, &upper, &work)
+            }),
+        };
+        if let Err(e) = mounted {
             let _ = fs::remove_dir_all(&dir);
             let _ = self.remove_lease(&id);
             return Err(Error::Mount {
@@ -115,6 +161,38 @@ impl Store {
         fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
         self.remove_lease(&id)
     }
+}
+
+/// A detached, id-mapped clone of the mount at `path` (recursive): files of
+/// host uid/gid N appear as what the user namespace `userns` maps N to.
+fn idmapped_clone(path: &Path, userns: &fs::File) -> std::io::Result<rustix::fd::OwnedFd> {
+    use rustix::mount::{OpenTreeFlags, open_tree};
+    let tree = open_tree(
+        rustix::fs::CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
+    )?;
+    // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr: [u64; 4] = [MOUNT_ATTR_IDMAP, 0, 0, userns.as_raw_fd() as u64];
+    // SAFETY: mount_setattr on an fd we own, with a mount_attr of the
+    // kernel's layout (four u64s) and its size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(tree)
 }
 
 /// Mounts overlayfs at `target` with `lowers` (topmost first).

@@ -416,6 +416,11 @@ fn run(a: &mut ChildArgs<'_>) -> R<Infallible> {
         sync_userns(a)?;
     } else if plan.new_user {
         sync_userns(a)?;
+    } else if plan.join.iter().any(|j| j.nstype == libc::CLONE_NEWUSER) {
+        // Joined a user namespace (a pod's): become its root, or the mounts
+        // and files made below would be of an id it does not map (EOVERFLOW).
+        sys::setresgid(0).map_err(at(Step::Setgid, 0))?;
+        sys::setresuid(0).map_err(at(Step::Setuid, 0))?;
     }
     let rest = plan.unshare_flags & !libc::CLONE_NEWUSER;
     if rest != 0 {

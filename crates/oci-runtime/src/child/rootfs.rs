@@ -305,7 +305,7 @@ pub(super) fn prepare_rootfs(
         do_mount(root, m, i)?;
     }
     for (i, d) in r.devices.iter().enumerate() {
-        make_device(root, d, plan.new_user).map_err(at(Step::Device, i))?;
+        make_device(root, d, plan.bind_devices).map_err(at(Step::Device, i))?;
     }
     if r.populate_dev {
         dev_symlinks(root).map_err(at(Step::DevSymlink, 0))?;

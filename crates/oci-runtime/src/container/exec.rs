@@ -118,6 +118,7 @@ impl Runtime {
             join_pidfd_flags: join_flags,
             two_stage: true,
             new_user: false,
+            bind_devices: false,
             uid_map: String::new(),
             gid_map: String::new(),
             time_offsets: None,

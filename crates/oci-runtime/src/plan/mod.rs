@@ -53,6 +53,9 @@ pub(crate) struct InitPlan {
     pub two_stage: bool,
     /// Whether a new user namespace is created (the parent writes the id maps).
     pub new_user: bool,
+    /// Whether devices are bind-mounted from the host rather than made with
+    /// mknod: in a user namespace, new or joined, mknod is refused.
+    pub bind_devices: bool,
     pub uid_map: String,
     pub gid_map: String,
     pub time_offsets: Option<CString>,
@@ -231,7 +234,7 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
     let mut devices = if dev_is_bind {
         Vec::new()
     } else {
-        default_devices(new_user)
+        default_devices(new_user || joins_user)
     };
     // A bind-mounted /dev is the host's (or the caller's): as runc does, create
     // nothing in it, or a config's device would replace the host's node.
@@ -336,6 +339,7 @@ pub(crate) fn build(bundle: &Bundle, opts: &PlanOptions, proc_root: &Path) -> Re
         join_pidfd_flags: 0,
         two_stage,
         new_user,
+        bind_devices: new_user || joins_user,
         uid_map: fmt_map(linux.uid_mappings()),
         gid_map: fmt_map(linux.gid_mappings()),
         time_offsets,

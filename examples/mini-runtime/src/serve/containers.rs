@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::Logger;
 use super::pods::{Pods, now_nanos, random_id};
 use super::spec::{self, Sandbox};
-use super::status::{from_store, invalid};
+use super::status::{chain, from_store, invalid};
 
 /// The kubelet's cap on ExecSync output, per stream.
 const MAX_EXEC_OUTPUT: usize = 16 << 20;
@@ -490,9 +490,18 @@ impl Containers {
         let config = self.store.config(&image).map_err(from_store)?;
         let dir = self.dir(&ctr.id);
         let rootfs = dir.join("rootfs");
-        self.store
-            .mount(&image.name, &rootfs, &NoProgress)
-            .map_err(from_store)?;
+        // In a pod with a user namespace the rootfs is id-mapped into it,
+        // so the container's root owns what the host's root owns.
+        if sb.userns {
+            let ns = PathBuf::from(format!("/proc/{}/ns/user", sb.pid));
+            self.store
+                .mount_in_userns(&image.name, &rootfs, &NoProgress, &ns, sb.userns_root)
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        } else {
+            self.store
+                .mount(&image.name, &rootfs, &NoProgress)
+                .map_err(from_store)?;
+        }
         let mut image_mounts = HashMap::new();
         for (i, m) in cfg.mounts.iter().enumerate() {
             let Some(spec) = m.image.as_ref().filter(|s| !s.image.is_empty()) else {
@@ -566,9 +575,9 @@ impl Containers {
             .map_err(|e| match e {
                 oci_runtime::Error::InvalidConfig { .. }
                 | oci_runtime::Error::ImageConfig { .. } => {
-                    Status::invalid_argument(format!("creating the container: {e}"))
+                    Status::invalid_argument(format!("creating the container: {}", chain(&e)))
                 }
-                e => Status::internal(format!("creating the container: {e}")),
+                e => Status::internal(format!("creating the container: {}", chain(&e))),
             })?;
         Ok(())
     }

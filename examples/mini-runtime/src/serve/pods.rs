@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Logger;
 use super::spec::Sandbox;
-use super::status::invalid;
+use super::status::{chain, invalid};
 
 /// One pod as the server remembers it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +71,12 @@ struct Pod {
     /// gave them (the pod cgroup itself is the kubelet's).
     #[serde(default)]
     resources: Option<serde_json::Value>,
+    /// The pod's user namespace mappings (container id, host id, length);
+    /// empty: the host's user namespace.
+    #[serde(default)]
+    uid_map: Vec<(u32, u32, u32)>,
+    #[serde(default)]
+    gid_map: Vec<(u32, u32, u32)>,
 }
 
 /// What the stats RPCs need of a pod.
@@ -233,7 +239,16 @@ impl Pods {
         cgroup_parent: &str,
     ) -> Result<oci_spec::runtime::Spec, Status> {
         let mut namespaces = vec![serde_json::json!({"type": "mount"})];
-        if !pod.netns.is_empty() {
+        if !pod.uid_map.is_empty() {
+            namespaces.push(serde_json::json!({"type": "user"}));
+        }
+        if !pod.netns.is_empty() && !pod.uid_map.is_empty() {
+            // The pause process makes it, in (and owned by) the pod's user
+            // namespace, so that containers which join that one first may
+            // join it too; it is pinned and attached before the pause starts.
+            namespaces.push(serde_json::json!({"type": "network"}));
+            namespaces.push(serde_json::json!({"type": "uts"}));
+        } else if !pod.netns.is_empty() {
             namespaces.push(serde_json::json!({"type": "network", "path": pod.netns}));
             namespaces.push(serde_json::json!({"type": "uts"}));
         }
@@ -274,6 +289,15 @@ impl Pods {
         });
         if !pod.netns.is_empty() {
             spec["hostname"] = serde_json::json!(pod.hostname);
+        }
+        if !pod.uid_map.is_empty() {
+            let maps = |m: &[(u32, u32, u32)]| {
+                m.iter()
+                    .map(|(c, h, n)| serde_json::json!({"containerID": c, "hostID": h, "size": n}))
+                    .collect::<Vec<_>>()
+            };
+            spec["linux"]["uidMappings"] = serde_json::json!(maps(&pod.uid_map));
+            spec["linux"]["gidMappings"] = serde_json::json!(maps(&pod.gid_map));
         }
         serde_json::from_value(spec).map_err(|e| internal("building the pause spec", e))
     }
@@ -347,15 +371,22 @@ impl Pods {
     }
 
     /// Pins the pod's network namespace and attaches it to `list`; the IPs.
+    /// With `made`, the namespace there (the pause process's own) is pinned
+    /// instead of a new one.
     fn network_up(
         &self,
         pod: &Pod,
         list: &cni::NetworkConfigList,
         ports: &[cri_api::v1::PortMapping],
+        made: Option<&Path>,
     ) -> Result<Vec<String>, String> {
         let path = PathBuf::from(&pod.netns);
         let (dir, name) = (path.parent().unwrap_or(Path::new("/")), pod.id.as_str());
-        cni::netns::create(dir, name).map_err(|e| e.to_string())?;
+        match made {
+            Some(src) => cni::netns::pin(src, dir, name).map(drop),
+            None => cni::netns::create(dir, name).map(drop),
+        }
+        .map_err(|e| e.to_string())?;
         let mut att = Self::attachment(pod);
         let maps: Vec<serde_json::Value> = ports
             .iter()
@@ -429,6 +460,15 @@ impl Pods {
             dir: self.root.join("pods").join(&pod.id),
             hostname: pod.hostname.clone(),
             privileged: pod.privileged,
+            userns: !pod.uid_map.is_empty(),
+            userns_root: {
+                let root = |m: &[(u32, u32, u32)]| {
+                    m.iter()
+                        .find(|(c, _, n)| *c == 0 && *n > 0)
+                        .map_or(65534, |(_, h, _)| *h)
+                };
+                (root(&pod.uid_map), root(&pod.gid_map))
+            },
         })
     }
 
@@ -576,13 +616,46 @@ impl Pods {
                 ));
             }
         }
-        if ns
-            .userns_options
-            .as_ref()
-            .is_some_and(|u| u.mode != NamespaceMode::Node as i32)
-        {
-            return Err(Status::failed_precondition(
-                "user namespaces for pods are not implemented by mini-runtime yet",
+        // A user namespace of the pod's own (mode POD) with the kubelet's
+        // mappings; the host's (NODE, or none given) otherwise.
+        let (uid_map, gid_map) = match &ns.userns_options {
+            None => (Vec::new(), Vec::new()),
+            Some(u) if u.mode == NamespaceMode::Node as i32 => (Vec::new(), Vec::new()),
+            Some(u) if u.mode == NamespaceMode::Pod as i32 => {
+                let maps = |m: &[cri_api::v1::IdMapping], field: &str| {
+                    if m.is_empty() {
+                        return Err(invalid(
+                            field,
+                            "a user namespace of the pod's own needs mappings",
+                        ));
+                    }
+                    m.iter()
+                        .map(|x| {
+                            if x.length == 0 {
+                                Err(invalid(field, "a mapping of length 0"))
+                            } else {
+                                Ok((x.container_id, x.host_id, x.length))
+                            }
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                let base = "config.linux.security_context.namespace_options.userns_options";
+                (
+                    maps(&u.uids, &format!("{base}.uids"))?,
+                    maps(&u.gids, &format!("{base}.gids"))?,
+                )
+            }
+            Some(u) => {
+                return Err(invalid(
+                    "config.linux.security_context.namespace_options.userns_options.mode",
+                    &format!("{}: only POD and NODE are supported for pods", u.mode),
+                ));
+            }
+        };
+        if !uid_map.is_empty() && ns.network == NamespaceMode::Node as i32 {
+            return Err(invalid(
+                "config.linux.security_context.namespace_options.userns_options",
+                "a user namespace of the pod's own needs the pod's own network",
             ));
         }
         let id = random_id().map_err(|e| internal("making an id", e))?;
@@ -619,6 +692,8 @@ impl Pods {
             net_down: false,
             sysctls: linux.sysctls.clone(),
             resources: None,
+            uid_map,
+            gid_map,
         };
         let spec = self.pause_spec(&pod, &linux.cgroup_parent)?;
         // One pod per (name, namespace, uid, attempt), as the kubelet
@@ -664,9 +739,10 @@ impl Pods {
             this.pod_files(&pod2, dns.as_ref())
                 .map_err(|e| format!("the pod's /etc files: {e}"))?;
             mark("files", &mut t);
-            let ips = match &list {
-                Some(l) => this.network_up(&pod2, l, &ports)?,
-                None => Vec::new(),
+            let userns = !pod2.uid_map.is_empty();
+            let mut ips = match &list {
+                Some(l) if !userns => this.network_up(&pod2, l, &ports, None)?,
+                _ => Vec::new(),
             };
             mark("network", &mut t);
             let log_path = this.root.join("pods").join(&id).join("pause.log");
@@ -685,9 +761,20 @@ impl Pods {
                         create: Default::default(),
                     },
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| chain(&e))?;
             mark("create", &mut t);
-            this.rt.start(&id).map_err(|e| e.to_string())?;
+            if let (Some(l), true) = (&list, userns) {
+                let pid = this
+                    .rt
+                    .state(&id)
+                    .ok()
+                    .and_then(|s| *s.state.pid())
+                    .ok_or("the pause process has no pid")?;
+                let made = PathBuf::from(format!("/proc/{pid}/ns/net"));
+                ips = this.network_up(&pod2, l, &ports, Some(&made))?;
+                mark("network", &mut t);
+            }
+            this.rt.start(&id).map_err(|e| chain(&e))?;
             mark("start", &mut t);
             Ok((ips, phases.join(", ")))
         })

@@ -76,6 +76,10 @@ pub(crate) struct Sandbox {
     pub dir: PathBuf,
     pub hostname: String,
     pub privileged: bool,
+    /// Whether the pod has a user namespace of its own, and the host uid
+    /// and gid its root is.
+    pub userns: bool,
+    pub userns_root: (u32, u32),
 }
 
 /// A spec and what the server keeps beside it.
@@ -511,6 +515,9 @@ pub(crate) fn container_spec(
     let ns_path = |kind: &str| format!("/proc/{}/ns/{kind}", sb.pid);
     let node = NamespaceMode::Node as i32;
     let mut namespaces = vec![json!({"type": "mount"})];
+    if sb.userns {
+        namespaces.push(json!({"type": "user", "path": ns_path("user")}));
+    }
     if sb.modes.0 != node {
         namespaces.push(json!({"type": "network", "path": ns_path("net")}));
         namespaces.push(json!({"type": "uts", "path": ns_path("uts")}));

@@ -38,3 +38,19 @@ pub(crate) fn in_messages<T: Clone, M: Send + 'static>(
 pub(crate) fn invalid(field: &str, why: &str) -> Status {
     Status::invalid_argument(format!("{field}: {why}"))
 }
+
+/// An error with every cause it carries (an init step's errno, say), as
+/// one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
