@@ -29,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod apparmor;
 pub mod cdi;
 pub mod cgroups;
 mod child;

@@ -56,11 +56,42 @@ fn apparmor_profile_confines_the_container_in_a_vm() {
     let profile = work.path().join("profile");
     std::fs::write(&profile, PROFILE).expect("write profile");
 
+    // oci-runtime's default profile, with CAP_SYS_ADMIN in the container
+    // so that only the profile stands in the way of a mount.
+    let mut default = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo \"label: $(cat /proc/self/attr/current)\"; \
+         if mount -t tmpfs t /mnt 2>/dev/null; then echo mount:done; else echo mount:denied; fi; \
+         if cat /etc/hostname >/dev/null 2>&1; then echo read:ok; fi",
+    ]);
+    default.config["process"]["apparmorProfile"] = json!(oci_runtime::apparmor::DEFAULT_PROFILE);
+    for set in ["bounding", "effective", "permitted"] {
+        default.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .expect("caps")
+            .push(json!("CAP_SYS_ADMIN"));
+    }
+    if let Some(mounts) = default.config["mounts"].as_array_mut() {
+        mounts.retain(|m| m["type"] != "cgroup" && m["type"] != "cgroup2");
+    }
+    std::fs::write(default.rootfs().join("etc/hostname"), "x\n").unwrap();
+    std::fs::create_dir_all(default.rootfs().join("mnt")).unwrap();
+    default.save();
+    let default_profile = work.path().join("default-profile");
+    std::fs::write(
+        &default_profile,
+        oci_runtime::apparmor::default_profile_text(),
+    )
+    .unwrap();
     let script = "\
         set -e; \
         apparmor_parser -r /work/profile; \
+        apparmor_parser -r /work/default-profile; \
         echo \"=== confined\"; mini-runtime --root /run/mr run -b /work/confined aa-on; \
-        echo \"=== unconfined\"; mini-runtime --root /run/mr run -b /work/free aa-off";
+        echo \"=== unconfined\"; mini-runtime --root /run/mr run -b /work/free aa-off; \
+        echo \"=== default\"; mini-runtime --root /run/mr run -b /work/default aa-def; \
+        echo \"=== end\"";
     let bin = PathBuf::from(bin_path());
     let console = common::run_in_vm(
         &[
@@ -68,13 +99,26 @@ fn apparmor_profile_confines_the_container_in_a_vm() {
             (&profile, "/work/profile"),
             (confined.path(), "/work/confined"),
             (free.path(), "/work/free"),
+            (default.path(), "/work/default"),
+            (&default_profile, "/work/default-profile"),
         ],
         &[],
         script,
     );
+    let def = common::vm_section(&console, "default");
+    assert!(
+        def.contains("label: mini-runtime-default (enforce)"),
+        "the default profile loads and applies:\n{console}"
+    );
+    assert!(
+        def.contains("mount:denied"),
+        "it refuses mounts:\n{console}"
+    );
+    assert!(def.contains("read:ok"), "it lets files be read:\n{console}");
     let (on, off) = console
         .split_once("=== unconfined")
         .unwrap_or_else(|| panic!("both containers ran:\n{console}"));
+    let off = off.split("=== default").next().unwrap_or(off);
     assert!(
         on.contains("label: mini-runtime-test (enforce)"),
         "confined container runs under the profile:\n{console}"

@@ -231,18 +231,25 @@ fn seccomp_of(
     }
 }
 
-/// The AppArmor profile asked for, if any.
+/// The AppArmor profile asked for, if any. On a host with AppArmor,
+/// RuntimeDefault (and, as with containerd, no profile asked for at all)
+/// is [`oci_runtime::apparmor::DEFAULT_PROFILE`], loaded on first use.
 #[allow(deprecated)] // the kubelet may still send the old field
 fn apparmor_of(sc: &LinuxContainerSecurityContext) -> Result<Option<String>, Status> {
     if sc.privileged {
         return Ok(None);
     }
-    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|s| s.trim() == "Y");
-    let name = match (&sc.apparmor, sc.apparmor_profile.as_str()) {
+    let enabled = oci_runtime::apparmor::enabled();
+    enum Want {
+        Default,
+        Named(String),
+        None,
+    }
+    let want = match (&sc.apparmor, sc.apparmor_profile.as_str()) {
         (Some(p), _) => match ProfileType::try_from(p.profile_type) {
-            Ok(ProfileType::Localhost) => p.localhost_ref.clone(),
-            Ok(_) => return Ok(None),
+            Ok(ProfileType::Localhost) => Want::Named(p.localhost_ref.clone()),
+            Ok(ProfileType::RuntimeDefault) => Want::Default,
+            Ok(ProfileType::Unconfined) => Want::None,
             Err(_) => {
                 return Err(invalid(
                     "security_context.apparmor.profile_type",
@@ -250,18 +257,30 @@ fn apparmor_of(sc: &LinuxContainerSecurityContext) -> Result<Option<String>, Sta
                 ));
             }
         },
+        (None, "" | "runtime/default") => Want::Default,
+        (None, "unconfined") => Want::None,
         (None, p) => match p.strip_prefix("localhost/") {
-            Some(name) => name.to_string(),
-            None => return Ok(None),
+            Some(name) => Want::Named(name.to_string()),
+            None => {
+                return Err(invalid(
+                    "security_context.apparmor_profile",
+                    &format!("{p:?} is not runtime/default, unconfined or localhost/<name>"),
+                ));
+            }
         },
     };
-    if !enabled {
-        return Err(invalid(
+    match want {
+        Want::None => Ok(None),
+        Want::Default if !enabled => Ok(None),
+        Want::Default => oci_runtime::apparmor::ensure_default()
+            .map(|n| Some(n.to_string()))
+            .map_err(|e| Status::failed_precondition(e.to_string())),
+        Want::Named(name) if !enabled => Err(invalid(
             "security_context.apparmor",
             &format!("profile {name:?} asked for, but AppArmor is not enabled on this host"),
-        ));
+        )),
+        Want::Named(name) => Ok(Some(name)),
     }
-    Ok(Some(name))
 }
 
 /// Whether this process may lower `oom_score_adj` (the kernel asks for
