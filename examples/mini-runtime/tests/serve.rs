@@ -668,3 +668,141 @@ fn pods_after_a_reboot_are_notready_and_removable() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// critest's Image Manager images, offline: busybox images with critest's
+/// names and users, pushed to a loopback registry that the registry config
+/// names as gcr.io's mirror. PullImage by the gcr.io name, ImageStatus with
+/// the image's user, and containers that run as it.
+#[test]
+fn critest_images_through_a_registry_mirror() {
+    use cri_api::v1::{RunPodSandboxRequest, StartContainerRequest};
+    if !root_or_skip("critest_images_through_a_registry_mirror") {
+        return;
+    }
+    let reg = common::registry();
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let _cleanup = common::serve::Cleanup {
+        dir: dir.path().to_path_buf(),
+        cgroups: vec![format!("/mr-serve-test-{pid}-ci")],
+    };
+    let images = [
+        ("test-image-user-uid", "1002", (1002, 0)),
+        ("test-image-predefined-group", "1000:50000", (1000, 50000)),
+    ];
+    for (name, user, _) in images {
+        let layout = common::busybox_layout_with(
+            dir.path(),
+            name,
+            "example.com/x:1",
+            serde_json::json!({"User": user, "Cmd": ["/bin/sh"]}),
+        )
+        .expect("busybox-static");
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:example.com/x:1", layout.display()))
+            .arg(format!(
+                "docker://127.0.0.1:{}/k8s-staging-cri-tools/{name}:latest",
+                reg.port
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let regconf = dir.path().join("registries.toml");
+    std::fs::write(
+        &regconf,
+        format!(
+            "[registries.\"gcr.io\"]\nmirrors = [\"http://127.0.0.1:{}\"]\n",
+            reg.port
+        ),
+    )
+    .unwrap();
+    let sock = dir.path().join("cri.sock");
+    let mut child = spawn_in(
+        dir.path(),
+        &["--registry-config", regconf.to_str().unwrap()],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ch = cri_api::transport::connect(&sock).await.unwrap();
+        let mut img = ImageServiceClient::new(ch.clone());
+        let mut c = RuntimeServiceClient::new(ch);
+        let mut pod_cfg = pod_config("ci", &[]);
+        pod_cfg.log_directory = dir.path().join("logs").display().to_string();
+        let pod = c
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_cfg.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        for (name, _, (uid, gid)) in images {
+            let full = format!("gcr.io/k8s-staging-cri-tools/{name}:latest");
+            let st = img
+                .image_status(ImageStatusRequest {
+                    image: spec(&full),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(st.image.is_none(), "{full} is not there before the pull");
+            img.pull_image(PullImageRequest {
+                image: spec(&full),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("PullImage {full}: {}", e.message()));
+            let st = img
+                .image_status(ImageStatusRequest {
+                    image: spec(&full),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .image
+                .expect("pulled");
+            assert_eq!(st.uid.map(|u| u.value), Some(uid));
+            assert!(st.repo_tags.contains(&full), "{:?}", st.repo_tags);
+            let id = common::serve::create(
+                &mut c,
+                &pod,
+                common::serve::config(name, &full, &["/bin/sh", "-c", "sleep 60"]),
+                &pod_cfg,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer {full}: {}", e.message()));
+            c.start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            let r = common::serve::exec(&mut c, &id, &["/bin/sh", "-c", "id -u; id -g"], 10)
+                .await
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&r.stdout),
+                format!("{uid}\n{gid}\n"),
+                "{full}"
+            );
+        }
+        c.remove_pod_sandbox(cri_api::v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

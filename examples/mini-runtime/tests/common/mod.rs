@@ -402,6 +402,23 @@ pub fn registry() -> Registry {
 /// A one-layer OCI layout of the host's static busybox (with a user `app`
 /// and group `staff`), named `example.com/bb:1`, in `dir/bb`.
 pub fn busybox_layout_in(dir: &Path) -> Option<PathBuf> {
+    busybox_layout_with(
+        dir,
+        "bb",
+        "example.com/bb:1",
+        serde_json::json!({"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo \"hi $GREETING from $(pwd) as $(id -u):$(id -g)\""],
+                   "Env": ["GREETING=there"], "WorkingDir": "/home/app", "User": "app:staff", "StopSignal": "SIGQUIT"}),
+    )
+}
+
+/// The busybox layout of [`busybox_layout_in`] with image config `config`,
+/// named `name`, in `dir/sub`.
+pub fn busybox_layout_with(
+    dir: &Path,
+    sub: &str,
+    name: &str,
+    config: serde_json::Value,
+) -> Option<PathBuf> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .map(Path::new)
@@ -453,11 +470,10 @@ pub fn busybox_layout_in(dir: &Path) -> Option<PathBuf> {
     )
     .unwrap();
     let layer = b.into_inner().unwrap();
-    let l = dir.join("bb");
+    let l = dir.join(sub);
     let ld = blob(&l, "application/vnd.oci.image.layer.v1.tar", &layer);
     let config = serde_json::json!({"architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo \"hi $GREETING from $(pwd) as $(id -u):$(id -g)\""],
-                   "Env": ["GREETING=there"], "WorkingDir": "/home/app", "User": "app:staff", "StopSignal": "SIGQUIT"},
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}});
     let cd = blob(
         &l,
@@ -470,7 +486,7 @@ pub fn busybox_layout_in(dir: &Path) -> Option<PathBuf> {
         "application/vnd.oci.image.manifest.v1+json",
         &serde_json::to_vec(&manifest).unwrap(),
     );
-    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "example.com/bb:1"});
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
     std::fs::write(
         l.join("index.json"),
         serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [m]})).unwrap(),
