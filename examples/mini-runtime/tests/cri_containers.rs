@@ -168,6 +168,42 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
         assert_eq!(e.code(), Code::Unimplemented);
         assert!(e.message().contains("streaming"), "{}", e.message());
 
+        // UpdateContainerResources: the memory cgroup takes the new limit,
+        // ContainerStatus shows it.
+        c.update_container_resources(cri_api::v1::UpdateContainerResourcesRequest {
+            container_id: web.clone(),
+            linux: Some(cri_api::v1::LinuxContainerResources {
+                memory_limit_in_bytes: 96 << 20,
+                cpu_shares: 256,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let st = status(&mut c, &web).await;
+        assert_eq!(
+            st.resources.unwrap().linux.unwrap().memory_limit_in_bytes,
+            96 << 20
+        );
+        let v1 = format!("/sys/fs/cgroup/memory/mr-serve-test-{pid}-p/{web}/memory.limit_in_bytes");
+        let v2 = format!("/sys/fs/cgroup/mr-serve-test-{pid}-p/{web}/memory.max");
+        let cg = std::fs::read_to_string(&v1)
+            .or_else(|_| std::fs::read_to_string(&v2))
+            .expect("the container's memory cgroup");
+        assert_eq!(cg.trim(), (96u64 << 20).to_string());
+
+        // ReopenContainerLog: after the kubelet moves the log away, the
+        // monitor writes a new file.
+        let web_log = logs.join("web.log");
+        std::fs::rename(&web_log, logs.join("web.log.1")).unwrap();
+        c.reopen_container_log(cri_api::v1::ReopenContainerLogRequest {
+            container_id: web.clone(),
+        })
+        .await
+        .unwrap();
+        assert!(web_log.exists(), "no new log file after ReopenContainerLog");
+
         // Stats of the running container and of its pod; metrics.
         let st = c
             .container_stats(cri_api::v1::ContainerStatsRequest {
@@ -390,19 +426,18 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
         assert_eq!(s.state, ContainerState::ContainerExited as i32);
         assert_eq!(s.exit_code, 3);
         assert_eq!(s.reason, "Error");
+        // The first lines in the rotated file, the last in the new one.
+        let old_lines = log_lines(&logs.join("web.log.1"));
+        assert!(
+            old_lines.contains(&("stdout".into(), "out".into())),
+            "{old_lines:?}"
+        );
+        assert!(
+            old_lines.contains(&("stderr".into(), "err".into())),
+            "{old_lines:?}"
+        );
         let lines = log_lines(&logs.join("web.log"));
-        assert!(
-            lines.contains(&("stdout".into(), "out".into())),
-            "{lines:?}"
-        );
-        assert!(
-            lines.contains(&("stderr".into(), "err".into())),
-            "{lines:?}"
-        );
-        assert!(
-            lines.contains(&("stdout".into(), "bye".into())),
-            "{lines:?}"
-        );
+        assert_eq!(lines, [("stdout".to_string(), "bye".to_string())]);
         let e = exec(&mut c, &web, &["/bin/sh", "-c", "true"], 5)
             .await
             .unwrap_err();
