@@ -10,19 +10,7 @@ use crate::error::{Error, Result, io_err};
 /// Needs CAP_SYS_ADMIN. The calling thread's namespaces are not touched: a
 /// thread of its own makes the namespace and pins it.
 pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(Error::Invalid {
-            what: "netns name",
-            reason: format!("{name:?} is not a file name"),
-        });
-    }
-    std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-    let path = dir.join(name);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(io_err("creating the netns pin", &path))?;
+    let path = pin_file(dir, name)?;
     let target = path.clone();
     let made = std::thread::spawn(move || -> std::io::Result<()> {
         // SAFETY: unshare affects only this thread, which does nothing else
@@ -45,6 +33,16 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
 /// made it, say one in a user namespace of its own, which then owns it) at
 /// `dir/name`; returns the path.
 pub fn pin(source: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = pin_file(dir, name)?;
+    if let Err(e) = rustix::mount::mount_bind(source, &path) {
+        let _ = std::fs::remove_file(&path);
+        return Err(io_err("pinning the network namespace at", &path)(e.into()));
+    }
+    Ok(path)
+}
+
+/// The empty file at `dir/name` a namespace is bind-mounted on.
+fn pin_file(dir: &Path, name: &str) -> Result<PathBuf> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(Error::Invalid {
             what: "netns name",
@@ -58,10 +56,6 @@ pub fn pin(source: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
         .create_new(true)
         .open(&path)
         .map_err(io_err("creating the netns pin", &path))?;
-    if let Err(e) = rustix::mount::mount_bind(source, &path) {
-        let _ = std::fs::remove_file(&path);
-        return Err(io_err("pinning the network namespace at", &path)(e.into()));
-    }
     Ok(path)
 }
 

@@ -210,24 +210,7 @@ impl Containers {
         log: Logger,
     ) -> Result<Self, String> {
         let dir = meta.join("containers");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let mut ctrs = HashMap::new();
-        for e in std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
-            let Ok(e) = e else { continue };
-            let p = e.path();
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            match std::fs::read(&p).map(|b| serde_json::from_slice::<Ctr>(&b)) {
-                Ok(Ok(c)) => {
-                    ctrs.insert(c.id.clone(), c);
-                }
-                _ => log.log(
-                    "warn",
-                    &format!("ignoring unreadable container record {}", p.display()),
-                ),
-            }
-        }
+        let ctrs = super::records::load::<Ctr>(&dir, "container", |c| c.id.clone(), &log)?;
         // The monitor is this (protected) binary, started through the link
         // that names it: its path on disk may be writable.
         let exe = PathBuf::from("/proc/self/exe");
@@ -255,14 +238,7 @@ impl Containers {
     }
 
     fn save(&self, c: &Ctr) -> Result<(), Status> {
-        let path = self.meta.join(format!("{}.json", c.id));
-        let tmp = self.meta.join(format!(".{}.tmp", c.id));
-        let bytes =
-            serde_json::to_vec_pretty(c).map_err(|e| internal("encoding a container", e))?;
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| internal("saving the container record", e))?;
+        super::records::save(&self.meta, &c.id, "container", c)?;
         self.lock().insert(c.id.clone(), c.clone());
         Ok(())
     }

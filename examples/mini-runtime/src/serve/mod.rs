@@ -32,6 +32,7 @@ mod containers;
 mod events;
 mod images;
 mod pods;
+mod records;
 mod runtime;
 mod spec;
 mod stats;

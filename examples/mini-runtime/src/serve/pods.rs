@@ -164,24 +164,7 @@ impl Pods {
         log: Logger,
     ) -> Result<Self, String> {
         let dir = meta.join("pods");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let mut pods = HashMap::new();
-        for e in std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
-            let Ok(e) = e else { continue };
-            let p = e.path();
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            match std::fs::read(&p).map(|b| serde_json::from_slice::<Pod>(&b)) {
-                Ok(Ok(pod)) => {
-                    pods.insert(pod.id.clone(), pod);
-                }
-                _ => log.log(
-                    "warn",
-                    &format!("ignoring unreadable pod record {}", p.display()),
-                ),
-            }
-        }
+        let pods = super::records::load::<Pod>(&dir, "pod", |p| p.id.clone(), &log)?;
         let exe = super::exe_path()?;
         Ok(Self {
             meta: dir,
@@ -195,13 +178,7 @@ impl Pods {
     }
 
     fn save(&self, pod: &Pod) -> Result<(), Status> {
-        let path = self.meta.join(format!("{}.json", pod.id));
-        let tmp = self.meta.join(format!(".{}.tmp", pod.id));
-        let bytes = serde_json::to_vec_pretty(pod).map_err(|e| internal("encoding a pod", e))?;
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| internal("saving the pod record", e))
+        super::records::save(&self.meta, &pod.id, "pod", pod)
     }
 
     fn state_of(&self, pod: &Pod) -> PodSandboxState {
@@ -498,15 +475,19 @@ impl Pods {
         })
     }
 
-    /// The pods that are ready.
-    pub(crate) fn ready_ids(&self) -> Vec<String> {
-        let pods: Vec<Pod> = self
-            .pods
+    /// Every pod, as now remembered.
+    fn all(&self) -> Vec<Pod> {
+        self.pods
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// The pods that are ready.
+    pub(crate) fn ready_ids(&self) -> Vec<String> {
+        let pods = self.all();
         pods.iter()
             .filter(|p| self.state_of(p) == PodSandboxState::SandboxReady)
             .map(|p| p.id.clone())
@@ -969,13 +950,7 @@ impl Pods {
         req: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
         let filter = req.into_inner().filter.unwrap_or_default();
-        let pods: Vec<Pod> = self
-            .pods
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let pods = self.all();
         let mut items: Vec<PodSandbox> = pods
             .iter()
             .filter(|p| filter.id.is_empty() || p.id.starts_with(&filter.id))
