@@ -23,8 +23,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # Python test tools (a grpcio client for the CRI interop test) live in .venv.
-if ! .venv/bin/python -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
-  echo "creating .venv with grpcio"
+if ! .venv/bin/python -c 'import grpc, grpc_tools, websocket' >/dev/null 2>&1; then
+  echo "creating .venv with grpcio and websocket-client"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check grpcio grpcio-tools
+  .venv/bin/pip install -q --disable-pip-version-check grpcio grpcio-tools websocket-client
 fi

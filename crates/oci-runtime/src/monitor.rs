@@ -373,6 +373,17 @@ pub struct Attach {
 }
 
 impl Attach {
+    /// A second handle on the same connection (one side sends stdin while
+    /// the other receives output).
+    pub fn try_clone(&self) -> Result<Attach> {
+        Ok(Attach {
+            stream: self
+                .stream
+                .try_clone()
+                .map_err(io_err("duplicating the attach connection", ATTACH_SOCKET))?,
+        })
+    }
+
     /// Sends one frame (stdin, its end, or a resize).
     pub fn send(&mut self, f: &Frame) -> Result<()> {
         self.stream

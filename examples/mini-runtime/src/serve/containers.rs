@@ -993,6 +993,53 @@ impl Containers {
         })
     }
 
+    /// Checks that container `id` runs; its full id.
+    pub(crate) fn running_id(&self, id: &str) -> Result<String, Status> {
+        let c = self.get(id)?;
+        if self.seen(&c).state != ContainerState::ContainerRunning {
+            return Err(Status::failed_precondition(format!(
+                "container {} is not running",
+                c.id
+            )));
+        }
+        Ok(c.id)
+    }
+
+    /// Starts `cmd` in container `id` for a stream: with a terminal, or
+    /// with pipes for the streams asked for (else `/dev/null`).
+    pub(crate) fn exec_for_stream(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+        streams: (bool, bool, bool),
+    ) -> Result<oci_runtime::ExecProcess, String> {
+        let mut process = self.rt.base_process(id).map_err(|e| chain(&e))?;
+        process.set_args(Some(cmd.to_vec()));
+        process.set_terminal(Some(tty));
+        let pick = |want: bool| {
+            if tty {
+                oci_runtime::Stream::Inherit
+            } else if want {
+                oci_runtime::Stream::Pipe
+            } else {
+                oci_runtime::Stream::Null
+            }
+        };
+        self.rt
+            .exec_process(
+                id,
+                &process,
+                &oci_runtime::ExecOptions::default(),
+                oci_runtime::Stdio {
+                    stdin: pick(streams.0),
+                    stdout: pick(streams.1),
+                    stderr: pick(streams.2),
+                },
+            )
+            .map_err(|e| chain(&e))
+    }
+
     pub(crate) async fn update_resources(
         &self,
         id: &str,

@@ -23,6 +23,8 @@
 //! cni_bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 //! # CDI device specs (JSON or YAML) for CDIDevices; a later dir wins.
 //! cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]
+//! # Where Exec and Attach URLs lead (HTTP; loopback unless told).
+//! stream_address = "127.0.0.1:0"
 //! # error, warn, info or debug; text or json, on stderr.
 //! log_level = "info"
 //! log_format = "text"
@@ -36,6 +38,7 @@ mod records;
 mod runtime;
 mod spec;
 mod stats;
+mod streaming;
 
 pub(crate) use pods::pause;
 mod status;
@@ -69,6 +72,9 @@ pub(crate) struct ServeArgs {
     /// Dir of CDI device specs (repeat for several; a later one wins).
     #[arg(long = "cdi-spec-dir")]
     cdi_spec_dirs: Vec<PathBuf>,
+    /// Address of the streaming server (Exec and Attach URLs), host:port.
+    #[arg(long)]
+    stream_address: Option<String>,
     /// Log level: error, warn, info or debug.
     #[arg(long, value_parser = ["error", "warn", "info", "debug"])]
     log_level: Option<String>,
@@ -94,6 +100,7 @@ struct FileConfig {
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dirs: Option<Vec<PathBuf>>,
     cdi_spec_dirs: Option<Vec<PathBuf>>,
+    stream_address: Option<String>,
     log_level: Option<String>,
     log_format: Option<String>,
 }
@@ -109,6 +116,7 @@ pub(crate) struct Settings {
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
     pub cdi_spec_dirs: Vec<PathBuf>,
+    pub stream_address: std::net::SocketAddr,
     pub log: Logger,
 }
 
@@ -242,6 +250,15 @@ fn settings(args: &ServeArgs, globals: &Globals) -> Result<Settings, String> {
             file.cni_bin_dirs
                 .unwrap_or_else(|| vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()])
         },
+        stream_address: {
+            let a = args
+                .stream_address
+                .clone()
+                .or(file.stream_address)
+                .unwrap_or_else(|| "127.0.0.1:0".into());
+            a.parse()
+                .map_err(|_| format!("stream_address {a:?}: not an IP:port"))?
+        },
         cdi_spec_dirs: if !args.cdi_spec_dirs.is_empty() {
             args.cdi_spec_dirs.clone()
         } else {
@@ -328,7 +345,18 @@ async fn serve(s: Settings) -> Result<(), String> {
     let ctrs =
         containers::Containers::open(&s.state_dir, &s.root, store, pods.clone(), log.clone())?
             .with_cdi_dirs(s.cdi_spec_dirs.clone());
-    let runtime = runtime::Runtime::new(s.root.clone(), log.clone(), pods, ctrs);
+    let streams = cri_streaming::Server::start(
+        s.stream_address,
+        std::time::Duration::from_secs(60),
+        std::sync::Arc::new(streaming::StreamBackend { ctrs: ctrs.clone() }),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    log.log(
+        "info",
+        &format!("streaming server on http://{}", streams.local_addr()),
+    );
+    let runtime = runtime::Runtime::new(s.root.clone(), log.clone(), pods, ctrs, streams);
     let bound = cri_api::transport::bind(&s.listen).map_err(|e| e.to_string())?;
     log.log(
         "info",

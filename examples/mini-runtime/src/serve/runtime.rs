@@ -43,12 +43,19 @@ pub(crate) struct Runtime {
     ctrs: Containers,
     events: Events,
     stats: StatsService,
+    streams: cri_streaming::Server,
 }
 
 impl Runtime {
     /// Must be called on the async runtime: containers that run are
     /// watched for their exit events from here on.
-    pub(crate) fn new(root: PathBuf, log: Logger, pods: Pods, ctrs: Containers) -> Self {
+    pub(crate) fn new(
+        root: PathBuf,
+        log: Logger,
+        pods: Pods,
+        ctrs: Containers,
+        streams: cri_streaming::Server,
+    ) -> Self {
         let events = Events::new(pods.clone(), ctrs.clone(), log.clone());
         for (id, pod) in ctrs.running() {
             events.watch(id, pod);
@@ -62,16 +69,34 @@ impl Runtime {
             ctrs,
             events,
             stats,
+            streams,
         }
     }
 }
 
-/// Exec, Attach and PortForward return URLs of a streaming server.
+/// PortForward is not served by the streaming server yet.
 fn no_streaming(rpc: &str) -> Status {
     Status::unimplemented(format!(
-        "{rpc} is not supported by mini-runtime yet: it needs the CRI streaming server \
-         (SPDY/WebSocket), which is not implemented; ExecSync works"
+        "{rpc} is not supported by mini-runtime yet: the streaming server serves Exec and \
+         Attach over WebSocket only so far"
     ))
+}
+
+/// The streams of an Exec or Attach as the kubelet may ask for them.
+fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
+    if !(stdin || stdout || stderr) {
+        return Err(invalid(
+            "stdin/stdout/stderr",
+            "at least one must be asked for",
+        ));
+    }
+    if tty && stderr {
+        return Err(invalid(
+            "stderr",
+            "a terminal has no stderr of its own (tty and stderr)",
+        ));
+    }
+    Ok(())
 }
 
 #[cri_api::async_trait]
@@ -297,15 +322,43 @@ impl cri_api::v1::RuntimeService for Runtime {
         self.ctrs.exec_sync(req.into_inner()).await
     }
 
-    async fn exec(&self, _req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        Err(no_streaming("Exec"))
+    async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        let r = req.into_inner();
+        if r.cmd.is_empty() {
+            return Err(invalid("cmd", "empty"));
+        }
+        check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
+        let id = self.ctrs.running_id(&r.container_id)?;
+        let url = self
+            .streams
+            .url_for(cri_streaming::Request::Exec(cri_streaming::ExecRequest {
+                container_id: id,
+                cmd: r.cmd,
+                tty: r.tty,
+                stdin: r.stdin,
+                stdout: r.stdout,
+                stderr: r.stderr,
+            }));
+        Ok(Response::new(ExecResponse { url }))
     }
 
     async fn attach(
         &self,
-        _req: Request<AttachRequest>,
+        req: Request<AttachRequest>,
     ) -> Result<Response<AttachResponse>, Status> {
-        Err(no_streaming("Attach"))
+        let r = req.into_inner();
+        check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
+        let id = self.ctrs.running_id(&r.container_id)?;
+        let url = self.streams.url_for(cri_streaming::Request::Attach(
+            cri_streaming::AttachRequest {
+                container_id: id,
+                tty: r.tty,
+                stdin: r.stdin,
+                stdout: r.stdout,
+                stderr: r.stderr,
+            },
+        ));
+        Ok(Response::new(AttachResponse { url }))
     }
 
     async fn port_forward(

@@ -1,0 +1,170 @@
+#![doc = include_str!("../README.md")]
+//!
+//! The CRI streaming server: what the URLs that a CRI runtime's Exec,
+//! Attach and PortForward answer lead to. A request is stored under a
+//! single-use token (at most 60 s old); a client then upgrades an HTTP/1.1
+//! GET of the URL to a stream protocol and the runtime's [`Backend`] runs
+//! the process with the client's stdin, stdout, stderr and terminal resizes.
+//!
+//! Protocols served:
+//! - WebSocket (RFC 6455) with the Kubernetes channel subprotocols
+//!   `v5.channel.k8s.io` (with the close signal for stdin),
+//!   `v4.channel.k8s.io` (exit status as a JSON status on the error
+//!   channel), `channel.k8s.io` and `base64.channel.k8s.io`.
+//! - SPDY/3.1 is refused with a clear error (not implemented yet).
+//!
+//! The crate knows nothing of containers: the embedder implements
+//! [`Backend`]. It listens where it is told, loopback by default.
+
+mod http;
+mod token;
+mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+pub use token::Tokens;
+
+/// A future the backend returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Exec: a command in a running container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The container.
+    pub container_id: String,
+    /// The command and its arguments.
+    pub cmd: Vec<String>,
+    /// Whether it gets a terminal (stdout and stderr are one stream then).
+    pub tty: bool,
+    /// Which streams the client wants.
+    pub stdin: bool,
+    /// See `stdin`.
+    pub stdout: bool,
+    /// See `stdin`.
+    pub stderr: bool,
+}
+
+/// Attach: a running container's own stdio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachRequest {
+    /// The container.
+    pub container_id: String,
+    /// Whether the container has a terminal.
+    pub tty: bool,
+    /// Which streams the client wants.
+    pub stdin: bool,
+    /// See `stdin`.
+    pub stdout: bool,
+    /// See `stdin`.
+    pub stderr: bool,
+}
+
+/// A stored request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// For `/exec/<token>`.
+    Exec(ExecRequest),
+    /// For `/attach/<token>`.
+    Attach(AttachRequest),
+}
+
+impl Request {
+    fn kind(&self) -> &'static str {
+        match self {
+            Request::Exec(_) => "exec",
+            Request::Attach(_) => "attach",
+        }
+    }
+}
+
+/// The client's side of a process's stdio, as the backend sees it.
+#[derive(Debug)]
+pub struct Streams {
+    /// What the client writes to stdin; ends when it closes stdin or goes.
+    pub stdin: Option<mpsc::Receiver<Vec<u8>>>,
+    /// Where the process's stdout (or terminal) goes.
+    pub stdout: Option<mpsc::Sender<Vec<u8>>>,
+    /// Where its stderr goes (none with a terminal).
+    pub stderr: Option<mpsc::Sender<Vec<u8>>>,
+    /// Terminal sizes the client sends: (columns, rows).
+    pub resize: Option<mpsc::Receiver<(u16, u16)>>,
+}
+
+/// What the embedder runs. Errors are text for the client's error channel.
+pub trait Backend: Send + Sync + 'static {
+    /// Runs `req` with `streams`; its exit code.
+    fn exec(&self, req: ExecRequest, streams: Streams) -> BoxFuture<Result<i32, String>>;
+    /// Connects `streams` to the container's stdio until it exits or the
+    /// client goes.
+    fn attach(&self, req: AttachRequest, streams: Streams) -> BoxFuture<Result<(), String>>;
+}
+
+/// Server errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding or accepting failed.
+    #[error("streaming server on {addr}: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running streaming server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    addr: SocketAddr,
+    tokens: Arc<Tokens>,
+}
+
+impl Server {
+    /// Listens on `addr` (say `127.0.0.1:0`) and serves until the runtime
+    /// ends; tokens live `ttl` (at most 60 s).
+    pub async fn start(
+        addr: SocketAddr,
+        ttl: Duration,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Server, Error> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Io { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| Error::Io { addr, source })?;
+        let tokens = Arc::new(Tokens::new(ttl.min(Duration::from_secs(60))));
+        let t = tokens.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let (t, b) = (t.clone(), backend.clone());
+                tokio::spawn(async move {
+                    let _ = http::serve_connection(sock, &t, b).await;
+                });
+            }
+        });
+        Ok(Server { addr, tokens })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stores `req` and returns the single-use URL that serves it.
+    pub fn url_for(&self, req: Request) -> String {
+        let kind = req.kind();
+        let token = self.tokens.insert(req);
+        format!("http://{}/{kind}/{token}", self.addr)
+    }
+}

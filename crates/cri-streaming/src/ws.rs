@@ -1,0 +1,308 @@
+//! WebSocket streams with the Kubernetes channel subprotocols: every
+//! message starts with a channel (0 stdin, 1 stdout, 2 stderr, 3 error,
+//! 4 resize), as a byte, or with `base64.channel.k8s.io` as a digit before
+//! base64 text. `v4`/`v5` end with a JSON status on the error channel that
+//! carries the exit code; `v5` lets the client close stdin (`255, 0`).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use crate::http::{Head, respond};
+use crate::{Backend, Request, Streams};
+
+/// What this server speaks, in the order it prefers them.
+pub(crate) const PROTOCOLS: [&str; 4] = [
+    "v5.channel.k8s.io",
+    "v4.channel.k8s.io",
+    "channel.k8s.io",
+    "base64.channel.k8s.io",
+];
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
+const CLOSE: u8 = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    V1,
+    Base64,
+    V4,
+    V5,
+}
+
+/// The protocol to speak: the first the client offers that is served.
+fn choose(offered: &[String]) -> Result<(Proto, Option<&'static str>), String> {
+    if offered.is_empty() {
+        return Ok((Proto::V1, None));
+    }
+    for o in offered {
+        if let Some(p) = PROTOCOLS.iter().find(|p| **p == o.as_str()) {
+            let proto = match *p {
+                "v5.channel.k8s.io" => Proto::V5,
+                "v4.channel.k8s.io" => Proto::V4,
+                "base64.channel.k8s.io" => Proto::Base64,
+                _ => Proto::V1,
+            };
+            return Ok((proto, Some(p)));
+        }
+    }
+    Err(format!(
+        "none of the offered subprotocols ({}) is served; this server speaks {}",
+        offered.join(", "),
+        PROTOCOLS.join(", ")
+    ))
+}
+
+/// One message of `channel` in `proto`'s framing.
+fn frame(proto: Proto, channel: u8, data: &[u8]) -> Message {
+    match proto {
+        Proto::Base64 => {
+            let mut s = String::with_capacity(1 + data.len() * 4 / 3 + 4);
+            s.push(char::from(b'0' + channel));
+            s.push_str(&base64::engine::general_purpose::STANDARD.encode(data));
+            Message::Text(s.into())
+        }
+        _ => {
+            let mut v = Vec::with_capacity(1 + data.len());
+            v.push(channel);
+            v.extend_from_slice(data);
+            Message::Binary(v.into())
+        }
+    }
+}
+
+/// A client message as (channel, data).
+fn unframe(proto: Proto, m: Message) -> Option<(u8, Vec<u8>)> {
+    match (proto, m) {
+        (Proto::Base64, Message::Text(t)) => {
+            let b = t.as_bytes();
+            let ch = b.first()?.checked_sub(b'0')?;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(&b[1..])
+                .ok()?;
+            Some((ch, data))
+        }
+        (_, Message::Binary(b)) if !b.is_empty() => Some((b[0], b[1..].to_vec())),
+        _ => None,
+    }
+}
+
+/// The exit status as the kubelet's remotecommand v4 encodes it.
+fn status(result: &Result<i32, String>) -> String {
+    match result {
+        Ok(0) => serde_json::json!({"metadata": {}, "status": "Success"}).to_string(),
+        Ok(code) => serde_json::json!({
+            "metadata": {}, "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: exit status {code}"),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        })
+        .to_string(),
+        Err(e) => {
+            serde_json::json!({"metadata": {}, "status": "Failure", "message": e}).to_string()
+        }
+    }
+}
+
+/// Parses a resize message: `{"Width": w, "Height": h}`.
+fn resize(data: &[u8]) -> Option<(u16, u16)> {
+    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    let w = u16::try_from(v.get("Width")?.as_u64()?).ok()?;
+    let h = u16::try_from(v.get("Height")?.as_u64()?).ok()?;
+    Some((w, h))
+}
+
+pub(crate) async fn serve(
+    mut sock: TcpStream,
+    head: &Head,
+    req: Request,
+    backend: Arc<dyn Backend>,
+) -> std::io::Result<()> {
+    let Some(key) = head.header("Sec-WebSocket-Key").map(str::to_string) else {
+        respond(&mut sock, "400 Bad Request", "no Sec-WebSocket-Key\n").await;
+        return Ok(());
+    };
+    if head.header("Sec-WebSocket-Version") != Some("13") {
+        respond(
+            &mut sock,
+            "426 Upgrade Required",
+            "WebSocket version 13 only\n",
+        )
+        .await;
+        return Ok(());
+    }
+    let (proto, name) = match choose(&head.list("Sec-WebSocket-Protocol")) {
+        Ok(p) => p,
+        Err(e) => {
+            respond(&mut sock, "400 Bad Request", &format!("{e}\n")).await;
+            return Ok(());
+        }
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(n) = name {
+        resp.push_str(&format!("Sec-WebSocket-Protocol: {n}\r\n"));
+    }
+    resp.push_str("\r\n");
+    sock.write_all(resp.as_bytes()).await?;
+    let ws = WebSocketStream::from_raw_socket(sock, Role::Server, None).await;
+    let (mut sink, mut source) = ws.split();
+
+    let (want_in, want_out, want_err, tty) = match &req {
+        Request::Exec(e) => (e.stdin, e.stdout, e.stderr && !e.tty, e.tty),
+        Request::Attach(a) => (a.stdin, a.stdout, a.stderr && !a.tty, a.tty),
+    };
+    let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(64);
+    let writer = tokio::spawn(async move {
+        while let Some((ch, data)) = out_rx.recv().await {
+            if sink.send(frame(proto, ch, &data)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.close().await;
+    });
+    // The process's output streams, each forwarded onto its channel.
+    let mut forwarders = Vec::new();
+    let mut output = |want: bool, ch: u8| {
+        want.then(|| {
+            let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+            let out = out_tx.clone();
+            forwarders.push(tokio::spawn(async move {
+                while let Some(b) = rx.recv().await {
+                    if out.send((ch, b)).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+            tx
+        })
+    };
+    let stdout = output(want_out, STDOUT);
+    let stderr = output(want_err, STDERR);
+    let (stdin_tx, stdin_rx) = if want_in {
+        let (t, r) = mpsc::channel::<Vec<u8>>(64);
+        (Some(t), Some(r))
+    } else {
+        (None, None)
+    };
+    let (resize_tx, resize_rx) = if tty {
+        let (t, r) = mpsc::channel::<(u16, u16)>(8);
+        (Some(t), Some(r))
+    } else {
+        (None, None)
+    };
+    let reader = tokio::spawn(async move {
+        let mut stdin_tx = stdin_tx;
+        while let Some(Ok(m)) = source.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+            let Some((ch, data)) = unframe(proto, m) else {
+                continue;
+            };
+            match ch {
+                STDIN => {
+                    if let Some(t) = &stdin_tx
+                        && t.send(data).await.is_err()
+                    {
+                        stdin_tx = None;
+                    }
+                }
+                RESIZE => {
+                    if let (Some(t), Some(size)) = (&resize_tx, resize(&data)) {
+                        let _ = t.send(size).await;
+                    }
+                }
+                CLOSE if proto == Proto::V5 && data.first() == Some(&STDIN) => stdin_tx = None,
+                _ => {}
+            }
+        }
+    });
+    let streams = Streams {
+        stdin: stdin_rx,
+        stdout,
+        stderr,
+        resize: resize_rx,
+    };
+    let result = match req {
+        Request::Exec(e) => backend.exec(e, streams).await,
+        Request::Attach(a) => backend.attach(a, streams).await.map(|()| 0),
+    };
+    for f in forwarders {
+        let _ = f.await;
+    }
+    match proto {
+        Proto::V4 | Proto::V5 => {
+            let _ = out_tx.send((ERROR, status(&result).into_bytes())).await;
+        }
+        Proto::V1 | Proto::Base64 => {
+            let text = match &result {
+                Ok(0) => None,
+                Ok(code) => Some(format!(
+                    "command terminated with non-zero exit code: exit status {code}"
+                )),
+                Err(e) => Some(e.clone()),
+            };
+            if let Some(t) = text {
+                let _ = out_tx.send((ERROR, t.into_bytes())).await;
+            }
+        }
+    }
+    drop(out_tx);
+    let _ = writer.await;
+    reader.abort();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_are_chosen_in_the_clients_order() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            choose(&s(&["v4.channel.k8s.io", "v5.channel.k8s.io"]))
+                .unwrap()
+                .0,
+            Proto::V4
+        );
+        assert_eq!(
+            choose(&s(&["x", "v5.channel.k8s.io"])).unwrap().0,
+            Proto::V5
+        );
+        assert_eq!(choose(&[]).unwrap(), (Proto::V1, None));
+        let e = choose(&s(&["v9.channel.k8s.io"])).unwrap_err();
+        assert!(e.contains("v9.channel.k8s.io"), "{e}");
+    }
+
+    #[test]
+    fn frames_round_trip_and_statuses_carry_the_exit_code() {
+        for p in [Proto::V1, Proto::Base64, Proto::V4, Proto::V5] {
+            let m = frame(p, STDOUT, b"hello");
+            // A client's message looks the same.
+            assert_eq!(unframe(p, m), Some((STDOUT, b"hello".to_vec())));
+        }
+        let s: serde_json::Value = serde_json::from_str(&status(&Ok(7))).unwrap();
+        assert_eq!(s["reason"], "NonZeroExitCode");
+        assert_eq!(s["details"]["causes"][0]["message"], "7");
+        let s: serde_json::Value = serde_json::from_str(&status(&Ok(0))).unwrap();
+        assert_eq!(s["status"], "Success");
+        assert_eq!(resize(br#"{"Width":80,"Height":24}"#), Some((80, 24)));
+        assert_eq!(resize(b"nope"), None);
+    }
+}

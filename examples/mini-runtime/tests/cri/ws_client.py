@@ -1,0 +1,63 @@
+"""A CRI streaming client over WebSocket with websocket-client (PyPI), for
+tests/cri_streaming.rs: connects to an Exec or Attach URL with one channel
+subprotocol, sends stdin (and, with v5, closes it), optionally a terminal
+resize first, and collects every channel until the server closes.
+
+Usage: ws_client.py URL PROTOCOL STDIN_TEXT [WIDTHxHEIGHT]
+Prints JSON: the chosen protocol, stdout, stderr, the error channel, or
+the HTTP status of a refused handshake.
+"""
+import base64
+import json
+import sys
+
+import websocket
+
+
+def main():
+    url, proto, stdin = sys.argv[1:4]
+    size = sys.argv[4] if len(sys.argv) > 4 else ""
+    b64 = proto == "base64.channel.k8s.io"
+
+    def send(ch, data):
+        if b64:
+            ws.send(str(ch) + base64.b64encode(data).decode())
+        else:
+            ws.send_binary(bytes([ch]) + data)
+
+    try:
+        ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=[proto], timeout=30)
+    except websocket.WebSocketBadStatusException as e:
+        print(json.dumps({"http_status": e.status_code}))
+        return
+    out = {"protocol": ws.getsubprotocol(), "stdout": "", "stderr": "", "error": ""}
+    if size:
+        w, h = size.split("x")
+        send(4, json.dumps({"Width": int(w), "Height": int(h)}).encode())
+    if stdin:
+        send(0, stdin.encode())
+    if proto == "v5.channel.k8s.io":
+        ws.send_binary(bytes([255, 0]))
+    names = {1: "stdout", 2: "stderr", 3: "error"}
+    while True:
+        try:
+            op, data = ws.recv_data()
+        except websocket.WebSocketConnectionClosedException:
+            break
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if b64:
+            if not data:
+                continue
+            ch, data = data[0] - ord("0"), base64.b64decode(data[1:])
+        else:
+            if not data:
+                continue
+            ch, data = data[0], data[1:]
+        if ch in names:
+            out[names[ch]] += data.decode(errors="replace")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

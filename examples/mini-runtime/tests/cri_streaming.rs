@@ -1,0 +1,203 @@
+//! Exec and Attach through `serve`'s streaming server, driven by a
+//! WebSocket client nobody here wrote (PyPI's websocket-client,
+//! `tests/cri/ws_client.py`): the v5, v4, v1 and base64 channel protocols,
+//! stdin and its close, both output streams, the exit code in the v4
+//! status, a terminal with a resize, attach to a container's stdio, and
+//! tokens that work once.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::root_or_skip;
+use common::serve::{Cleanup, config, create, import_busybox, pod_config, python, spawn_in};
+use cri_api::Code;
+use cri_api::v1::{
+    AttachRequest, ExecRequest, RunPodSandboxRequest, RuntimeServiceClient, StartContainerRequest,
+};
+
+fn ws(python: &PathBuf, url: &str, proto: &str, stdin: &str, size: &str) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cri/ws_client.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args([url, proto, stdin, size])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn exec_and_attach_over_websocket() {
+    if !root_or_skip("exec_and_attach_over_websocket") {
+        return;
+    }
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let _cleanup = Cleanup {
+        dir: dir.path().to_path_buf(),
+        cgroups: vec![format!("/mr-serve-test-{pid}-st")],
+    };
+    let image = import_busybox(dir.path());
+    let sock = dir.path().join("cri.sock");
+    let mut child = spawn_in(dir.path(), &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = RuntimeServiceClient::new(cri_api::transport::connect(&sock).await.unwrap());
+        let mut pod_cfg = pod_config("st", &[]);
+        pod_cfg.log_directory = dir.path().join("logs").display().to_string();
+        let pod = c
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_cfg.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let sleeper = create(
+            &mut c,
+            &pod,
+            config("sleeper", &image, &["/bin/sh", "-c", "sleep 600"]),
+            &pod_cfg,
+        )
+        .await
+        .unwrap();
+        // A container with a stdin of its own that echoes what it reads.
+        let mut echo_cfg = config(
+            "echo",
+            &image,
+            &["/bin/sh", "-c", "while read l; do echo got-$l; done"],
+        );
+        echo_cfg.stdin = true;
+        let echo = create(&mut c, &pod, echo_cfg, &pod_cfg).await.unwrap();
+        for id in [&sleeper, &echo] {
+            c.start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        let exec_url = |c: &mut RuntimeServiceClient<_>, cmd: &str, stdin: bool, tty: bool| {
+            let req = ExecRequest {
+                container_id: sleeper.clone(),
+                cmd: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
+                tty,
+                stdin,
+                stdout: true,
+                stderr: !tty,
+            };
+            let mut c = c.clone();
+            async move { c.exec(req).await.map(|r| r.into_inner().url) }
+        };
+
+        // v5: stdin, its close, both streams, the exit code.
+        let url = exec_url(&mut c, "cat; echo err >&2; exit 7", true, false)
+            .await
+            .unwrap();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let r = ws(&py, &url, "v5.channel.k8s.io", "hello\n", "");
+        assert_eq!(r["protocol"], "v5.channel.k8s.io");
+        assert_eq!(r["stdout"], "hello\n", "{r}");
+        assert_eq!(r["stderr"], "err\n", "{r}");
+        let status: serde_json::Value = serde_json::from_str(r["error"].as_str().unwrap()).unwrap();
+        assert_eq!(status["reason"], "NonZeroExitCode", "{r}");
+        assert_eq!(status["details"]["causes"][0]["message"], "7", "{r}");
+        // The token was used: a second connection gets 404.
+        let again = ws(&py, &url, "v5.channel.k8s.io", "", "");
+        assert_eq!(again["http_status"], 404, "{again}");
+
+        // v4 and success.
+        let url = exec_url(&mut c, "echo ok", false, false).await.unwrap();
+        let r = ws(&py, &url, "v4.channel.k8s.io", "", "");
+        assert_eq!(r["stdout"], "ok\n", "{r}");
+        let status: serde_json::Value = serde_json::from_str(r["error"].as_str().unwrap()).unwrap();
+        assert_eq!(status["status"], "Success", "{r}");
+
+        // base64, and a terminal resized before the command asks its size.
+        let url = exec_url(&mut c, "sleep 0.5; busybox stty size", false, true)
+            .await
+            .unwrap();
+        let r = ws(&py, &url, "base64.channel.k8s.io", "", "100x30");
+        assert_eq!(r["stdout"].as_str().unwrap().trim(), "30 100", "{r}");
+
+        // v1 (channel.k8s.io): output, and the exit code as text.
+        let url = exec_url(&mut c, "echo v1; exit 3", false, false)
+            .await
+            .unwrap();
+        let r = ws(&py, &url, "channel.k8s.io", "", "");
+        assert_eq!(r["stdout"], "v1\n", "{r}");
+        assert!(
+            r["error"].as_str().unwrap().contains("exit status 3"),
+            "{r}"
+        );
+
+        // An unknown subprotocol and an unknown token are refused.
+        let url = exec_url(&mut c, "true", false, false).await.unwrap();
+        let r = ws(&py, &url, "v9.channel.k8s.io", "", "");
+        assert_eq!(r["http_status"], 400, "{r}");
+        let bogus = format!("{}/exec/AAAAAAAAAAA", url.rsplitn(3, '/').nth(2).unwrap());
+        let r = ws(&py, &bogus, "v5.channel.k8s.io", "", "");
+        assert_eq!(r["http_status"], 404, "{r}");
+
+        // Attach to the echo container's own stdio.
+        let url = c
+            .attach(AttachRequest {
+                container_id: echo.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let r = ws(&py, &url, "v5.channel.k8s.io", "x\n", "");
+        assert_eq!(r["stdout"], "got-x\n", "{r}");
+
+        // Bad requests: no stream, tty with stderr, a missing container.
+        let e = c
+            .exec(ExecRequest {
+                container_id: sleeper.clone(),
+                cmd: vec!["true".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = c
+            .exec(ExecRequest {
+                container_id: sleeper.clone(),
+                cmd: vec!["true".into()],
+                tty: true,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = c
+            .exec(ExecRequest {
+                container_id: "nope".into(),
+                cmd: vec!["true".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
