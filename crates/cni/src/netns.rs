@@ -18,6 +18,7 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        lo_up()?;
         rustix::mount::mount_bind("/proc/thread-self/ns/net", &target).map_err(std::io::Error::from)
     })
     .join()
@@ -39,6 +40,53 @@ pub fn pin(source: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
         return Err(io_err("pinning the network namespace at", &path)(e.into()));
     }
     Ok(path)
+}
+
+/// Sets `lo` up in this thread's network namespace, as runtimes do for
+/// every pod (the loopback plugin's work): a pod talks to itself on
+/// 127.0.0.1.
+fn lo_up() -> std::io::Result<()> {
+    // SAFETY: a plain datagram socket for the interface ioctls, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a zeroed ifreq is valid; the name fits with its NUL.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write this ifreq only.
+    let r = unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            -1
+        } else {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr)
+        }
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the socket made above.
+    unsafe { libc::close(fd) };
+    if r < 0 { Err(err) } else { Ok(()) }
+}
+
+/// Sets `lo` up in the network namespace at `path` (one a process made,
+/// pinned with [`pin`]).
+pub fn loopback_up(path: &Path) -> Result<()> {
+    let p = path.to_path_buf();
+    std::thread::spawn(move || -> std::io::Result<()> {
+        let f = std::fs::File::open(&p)?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on this thread only, which ends right after.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        lo_up()
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the netns thread panicked")))
+    .map_err(io_err("setting lo up in", path))
 }
 
 /// The empty file at `dir/name` a namespace is bind-mounted on.

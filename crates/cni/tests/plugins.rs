@@ -71,6 +71,9 @@ fn bridge_network_add_check_del_and_del_from_the_cache() {
     let ns = cni::netns::create(&dir.path().join("netns"), "pod1").unwrap();
     let _guard = Netns(ns.clone(), bridge.clone());
     assert!(cni::netns::is_pinned(&ns));
+    // Its loopback is up, as a pod's must be.
+    let lo = in_netns(&ns, &["ip", "-o", "link", "show", "lo"]);
+    assert!(lo.contains("<LOOPBACK,UP,LOWER_UP>"), "{lo}");
     let cni = Cni::new(vec![PathBuf::from(BIN)], dir.path().join("cache"));
     let mut att = Attachment {
         container_id: "pod1".into(),

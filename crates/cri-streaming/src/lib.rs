@@ -11,12 +11,16 @@
 //!   `v5.channel.k8s.io` (with the close signal for stdin),
 //!   `v4.channel.k8s.io` (exit status as a JSON status on the error
 //!   channel), `channel.k8s.io` and `base64.channel.k8s.io`.
+//! - Port forwarding over WebSocket: `portforward.k8s.io` and
+//!   `base64.portforward.k8s.io`, two channels per port (data, error),
+//!   each opened with the port number.
 //! - SPDY/3.1 is refused with a clear error (not implemented yet).
 //!
 //! The crate knows nothing of containers: the embedder implements
 //! [`Backend`]. It listens where it is told, loopback by default.
 
 mod http;
+mod portforward;
 mod token;
 mod ws;
 
@@ -65,6 +69,15 @@ pub struct AttachRequest {
     pub stderr: bool,
 }
 
+/// PortForward: TCP connections to ports of a pod's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortForwardRequest {
+    /// The pod.
+    pub pod_sandbox_id: String,
+    /// Ports to forward; a client's `?port=` query names them otherwise.
+    pub ports: Vec<u16>,
+}
+
 /// A stored request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -72,6 +85,8 @@ pub enum Request {
     Exec(ExecRequest),
     /// For `/attach/<token>`.
     Attach(AttachRequest),
+    /// For `/portforward/<token>`.
+    PortForward(PortForwardRequest),
 }
 
 impl Request {
@@ -79,6 +94,7 @@ impl Request {
         match self {
             Request::Exec(_) => "exec",
             Request::Attach(_) => "attach",
+            Request::PortForward(_) => "portforward",
         }
     }
 }
@@ -103,6 +119,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Connects `streams` to the container's stdio until it exits or the
     /// client goes.
     fn attach(&self, req: AttachRequest, streams: Streams) -> BoxFuture<Result<(), String>>;
+    /// A TCP connection to `port` in pod `pod_sandbox_id`'s network namespace.
+    fn port_forward(
+        &self,
+        pod_sandbox_id: &str,
+        port: u16,
+    ) -> BoxFuture<Result<tokio::net::TcpStream, String>>;
 }
 
 /// Server errors.

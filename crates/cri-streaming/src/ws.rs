@@ -19,6 +19,15 @@ use crate::http::{Head, respond};
 use crate::{Backend, Request, Streams};
 
 /// What this server speaks, in the order it prefers them.
+/// The requests that stream a process's stdio.
+enum Io {
+    Exec(crate::ExecRequest),
+    Attach(crate::AttachRequest),
+}
+
+/// Port forwarding's subprotocols: binary, and base64 text.
+pub(crate) const PORTFORWARD: [&str; 2] = ["portforward.k8s.io", "base64.portforward.k8s.io"];
+
 pub(crate) const PROTOCOLS: [&str; 4] = [
     "v5.channel.k8s.io",
     "v4.channel.k8s.io",
@@ -39,29 +48,6 @@ enum Proto {
     Base64,
     V4,
     V5,
-}
-
-/// The protocol to speak: the first the client offers that is served.
-fn choose(offered: &[String]) -> Result<(Proto, Option<&'static str>), String> {
-    if offered.is_empty() {
-        return Ok((Proto::V1, None));
-    }
-    for o in offered {
-        if let Some(p) = PROTOCOLS.iter().find(|p| **p == o.as_str()) {
-            let proto = match *p {
-                "v5.channel.k8s.io" => Proto::V5,
-                "v4.channel.k8s.io" => Proto::V4,
-                "base64.channel.k8s.io" => Proto::Base64,
-                _ => Proto::V1,
-            };
-            return Ok((proto, Some(p)));
-        }
-    }
-    Err(format!(
-        "none of the offered subprotocols ({}) is served; this server speaks {}",
-        offered.join(", "),
-        PROTOCOLS.join(", ")
-    ))
 }
 
 /// One message of `channel` in `proto`'s framing.
@@ -123,15 +109,16 @@ fn resize(data: &[u8]) -> Option<(u16, u16)> {
     Some((w, h))
 }
 
-pub(crate) async fn serve(
+/// The WebSocket handshake with one of `served` as the subprotocol (none
+/// offered: the first of them, unnamed); `None` once refused with a status.
+async fn handshake(
     mut sock: TcpStream,
     head: &Head,
-    req: Request,
-    backend: Arc<dyn Backend>,
-) -> std::io::Result<()> {
+    served: &[&'static str],
+) -> std::io::Result<Option<(WebSocketStream<TcpStream>, &'static str)>> {
     let Some(key) = head.header("Sec-WebSocket-Key").map(str::to_string) else {
         respond(&mut sock, "400 Bad Request", "no Sec-WebSocket-Key\n").await;
-        return Ok(());
+        return Ok(None);
     };
     if head.header("Sec-WebSocket-Version") != Some("13") {
         respond(
@@ -140,30 +127,74 @@ pub(crate) async fn serve(
             "WebSocket version 13 only\n",
         )
         .await;
-        return Ok(());
+        return Ok(None);
     }
-    let (proto, name) = match choose(&head.list("Sec-WebSocket-Protocol")) {
-        Ok(p) => p,
-        Err(e) => {
-            respond(&mut sock, "400 Bad Request", &format!("{e}\n")).await;
-            return Ok(());
+    let offered = head.list("Sec-WebSocket-Protocol");
+    let chosen = if offered.is_empty() {
+        None
+    } else {
+        match offered
+            .iter()
+            .find_map(|o| served.iter().find(|p| **p == o.as_str()))
+        {
+            Some(p) => Some(*p),
+            None => {
+                let msg = format!(
+                    "none of the offered subprotocols ({}) is served here; this endpoint speaks {}\n",
+                    offered.join(", "),
+                    served.join(", ")
+                );
+                respond(&mut sock, "400 Bad Request", &msg).await;
+                return Ok(None);
+            }
         }
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
     );
-    if let Some(n) = name {
+    if let Some(n) = chosen {
         resp.push_str(&format!("Sec-WebSocket-Protocol: {n}\r\n"));
     }
     resp.push_str("\r\n");
     sock.write_all(resp.as_bytes()).await?;
     let ws = WebSocketStream::from_raw_socket(sock, Role::Server, None).await;
+    Ok(Some((ws, chosen.unwrap_or(served[served.len() - 1]))))
+}
+
+pub(crate) async fn serve(
+    sock: TcpStream,
+    head: &Head,
+    req: Request,
+    backend: Arc<dyn Backend>,
+) -> std::io::Result<()> {
+    let req = match req {
+        Request::PortForward(pf) => {
+            let Some((ws, proto)) = handshake(sock, head, &PORTFORWARD).await? else {
+                return Ok(());
+            };
+            crate::portforward::serve(ws, proto == PORTFORWARD[1], pf, head, backend).await;
+            return Ok(());
+        }
+        Request::Exec(e) => Io::Exec(e),
+        Request::Attach(a) => Io::Attach(a),
+    };
+    // No subprotocol offered: the plain one of channel.k8s.io.
+    let served = [PROTOCOLS[0], PROTOCOLS[1], PROTOCOLS[3], PROTOCOLS[2]];
+    let Some((ws, name)) = handshake(sock, head, &served).await? else {
+        return Ok(());
+    };
+    let proto = match name {
+        "v5.channel.k8s.io" => Proto::V5,
+        "v4.channel.k8s.io" => Proto::V4,
+        "base64.channel.k8s.io" => Proto::Base64,
+        _ => Proto::V1,
+    };
     let (mut sink, mut source) = ws.split();
 
     let (want_in, want_out, want_err, tty) = match &req {
-        Request::Exec(e) => (e.stdin, e.stdout, e.stderr && !e.tty, e.tty),
-        Request::Attach(a) => (a.stdin, a.stdout, a.stderr && !a.tty, a.tty),
+        Io::Exec(e) => (e.stdin, e.stdout, e.stderr && !e.tty, e.tty),
+        Io::Attach(a) => (a.stdin, a.stdout, a.stderr && !a.tty, a.tty),
     };
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(64);
     let writer = tokio::spawn(async move {
@@ -239,8 +270,8 @@ pub(crate) async fn serve(
         resize: resize_rx,
     };
     let result = match req {
-        Request::Exec(e) => backend.exec(e, streams).await,
-        Request::Attach(a) => backend.attach(a, streams).await.map(|()| 0),
+        Io::Exec(e) => backend.exec(e, streams).await,
+        Io::Attach(a) => backend.attach(a, streams).await.map(|()| 0),
     };
     for f in forwarders {
         let _ = f.await;
@@ -271,24 +302,6 @@ pub(crate) async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn protocols_are_chosen_in_the_clients_order() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            choose(&s(&["v4.channel.k8s.io", "v5.channel.k8s.io"]))
-                .unwrap()
-                .0,
-            Proto::V4
-        );
-        assert_eq!(
-            choose(&s(&["x", "v5.channel.k8s.io"])).unwrap().0,
-            Proto::V5
-        );
-        assert_eq!(choose(&[]).unwrap(), (Proto::V1, None));
-        let e = choose(&s(&["v9.channel.k8s.io"])).unwrap_err();
-        assert!(e.contains("v9.channel.k8s.io"), "{e}");
-    }
 
     #[test]
     fn frames_round_trip_and_statuses_carry_the_exit_code() {

@@ -165,8 +165,20 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
             })
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Code::Unimplemented);
-        assert!(e.message().contains("streaming"), "{}", e.message());
+        // Exec with no stream asked for is refused; with one, a URL.
+        assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+        let url = c
+            .exec(ExecRequest {
+                container_id: web.clone(),
+                cmd: vec!["sh".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.contains("/exec/"), "{url}");
 
         // UpdateContainerResources: the memory cgroup takes the new limit,
         // ContainerStatus shows it.
@@ -729,6 +741,33 @@ fn pods_on_a_cni_bridge_reach_each_other_and_the_host() {
     let gw = format!("{subnet}.1:{host_port}");
     let via_port = http_get(&gw);
     assert!(via_port.ends_with("hello-from-a\n"), "{via_port}");
+
+    // PortForward into pod A's network namespace, over WebSocket.
+    if let Some(py) = common::serve::python() {
+        let url = rt.block_on(async {
+            connect()
+                .await
+                .port_forward(cri_api::v1::PortForwardRequest {
+                    pod_sandbox_id: a.clone(),
+                    port: vec![8080],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url
+        });
+        let r = common::serve::ws_client(
+            &py,
+            &url,
+            "portforward.k8s.io",
+            "GET / HTTP/1.0\r\n\r\n",
+            "",
+        );
+        assert!(
+            r["data"].as_str().unwrap().ends_with("hello-from-a\n"),
+            "{r}"
+        );
+    }
 
     // kill -9 of serve, then a new one tears the network down on stop.
     child.kill().unwrap();

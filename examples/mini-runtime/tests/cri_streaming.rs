@@ -2,35 +2,19 @@
 //! WebSocket client nobody here wrote (PyPI's websocket-client,
 //! `tests/cri/ws_client.py`): the v5, v4, v1 and base64 channel protocols,
 //! stdin and its close, both output streams, the exit code in the v4
-//! status, a terminal with a resize, attach to a container's stdio, and
-//! tokens that work once.
+//! status, a terminal with a resize, attach to a container's stdio, port
+//! forwarding (`portforward.k8s.io`), and tokens that work once.
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use common::root_or_skip;
-use common::serve::{Cleanup, config, create, import_busybox, pod_config, python, spawn_in};
+use common::serve::{
+    Cleanup, config, create, import_busybox, pod_config, python, spawn_in, ws_client as ws,
+};
 use cri_api::Code;
 use cri_api::v1::{
     AttachRequest, ExecRequest, RunPodSandboxRequest, RuntimeServiceClient, StartContainerRequest,
 };
-
-fn ws(python: &PathBuf, url: &str, proto: &str, stdin: &str, size: &str) -> serde_json::Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cri/ws_client.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args([url, proto, stdin, size])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn exec_and_attach_over_websocket() {
@@ -164,6 +148,69 @@ fn exec_and_attach_over_websocket() {
             .url;
         let r = ws(&py, &url, "v5.channel.k8s.io", "x\n", "");
         assert_eq!(r["stdout"], "got-x\n", "{r}");
+
+        // PortForward: a web server in the (host-network) pod on a loopback
+        // port, reached through the stream; a port nobody listens on is
+        // told on the error channel.
+        let port = 20000 + (pid % 10000) as u16 + 7;
+        let mut web_cfg = config(
+            "web",
+            &image,
+            &[
+                "/bin/sh",
+                "-c",
+                &format!(
+                    "mkdir -p /tmp/w && echo forwarded > /tmp/w/index.html && \
+                     exec httpd -f -p 127.0.0.1:{port} -h /tmp/w"
+                ),
+            ],
+        );
+        web_cfg.linux = Some(cri_api::v1::LinuxContainerConfig {
+            security_context: Some(cri_api::v1::LinuxContainerSecurityContext {
+                run_as_user: Some(cri_api::v1::Int64Value { value: 0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let web = create(&mut c, &pod, web_cfg, &pod_cfg).await.unwrap();
+        c.start_container(StartContainerRequest {
+            container_id: web.clone(),
+        })
+        .await
+        .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let pf = |c: &mut RuntimeServiceClient<_>, port: u16| {
+            let mut c = c.clone();
+            let pod = pod.clone();
+            async move {
+                c.port_forward(cri_api::v1::PortForwardRequest {
+                    pod_sandbox_id: pod,
+                    port: vec![i32::from(port)],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url
+            }
+        };
+        let url = pf(&mut c, port).await;
+        let r = ws(
+            &py,
+            &url,
+            "portforward.k8s.io",
+            "GET / HTTP/1.0\r\n\r\n",
+            "",
+        );
+        assert_eq!(r["ports"], serde_json::json!([port, port]), "{r}");
+        assert!(r["data"].as_str().unwrap().ends_with("forwarded\n"), "{r}");
+        let url = pf(&mut c, port + 1).await;
+        let r = ws(&py, &url, "portforward.k8s.io", "", "");
+        assert!(r["error"].as_str().unwrap().contains("refused"), "{r}");
 
         // Bad requests: no stream, tty with stderr, a missing container.
         let e = c

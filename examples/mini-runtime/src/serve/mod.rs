@@ -348,7 +348,10 @@ async fn serve(s: Settings) -> Result<(), String> {
     let streams = cri_streaming::Server::start(
         s.stream_address,
         std::time::Duration::from_secs(60),
-        std::sync::Arc::new(streaming::StreamBackend { ctrs: ctrs.clone() }),
+        std::sync::Arc::new(streaming::StreamBackend {
+            ctrs: ctrs.clone(),
+            pods: pods.clone(),
+        }),
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -354,7 +354,7 @@ impl Pods {
         let path = PathBuf::from(&pod.netns);
         let (dir, name) = (path.parent().unwrap_or(Path::new("/")), pod.id.as_str());
         match made {
-            Some(src) => cni::netns::pin(src, dir, name).map(drop),
+            Some(src) => cni::netns::pin(src, dir, name).and_then(|p| cni::netns::loopback_up(&p)),
             None => cni::netns::create(dir, name).map(drop),
         }
         .map_err(|e| e.to_string())
@@ -512,6 +512,17 @@ impl Pods {
             .unwrap_or_else(|e| e.into_inner())
             .insert(pod.id.clone(), pod);
         Ok(())
+    }
+
+    /// The pinned network namespace of ready pod `id` (`None`: the host's).
+    pub(crate) fn netns_of(&self, id: &str) -> Result<Option<PathBuf>, Status> {
+        let pod = self.get(id)?;
+        if self.state_of(&pod) != PodSandboxState::SandboxReady {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {id} is not ready"
+            )));
+        }
+        Ok((!pod.netns.is_empty()).then(|| PathBuf::from(&pod.netns)))
     }
 
     /// The pod's log directory ("" when it has none or is unknown).

@@ -74,14 +74,6 @@ impl Runtime {
     }
 }
 
-/// PortForward is not served by the streaming server yet.
-fn no_streaming(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "{rpc} is not supported by mini-runtime yet: the streaming server serves Exec and \
-         Attach over WebSocket only so far"
-    ))
-}
-
 /// The streams of an Exec or Attach as the kubelet may ask for them.
 fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
     if !(stdin || stdout || stderr) {
@@ -363,9 +355,29 @@ impl cri_api::v1::RuntimeService for Runtime {
 
     async fn port_forward(
         &self,
-        _req: Request<PortForwardRequest>,
+        req: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
-        Err(no_streaming("PortForward"))
+        let r = req.into_inner();
+        if r.pod_sandbox_id.is_empty() {
+            return Err(invalid("pod_sandbox_id", "empty"));
+        }
+        let mut ports = Vec::new();
+        for p in &r.port {
+            ports.push(
+                u16::try_from(*p)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| invalid("port", &format!("{p} is not a TCP port")))?,
+            );
+        }
+        self.pods.netns_of(&r.pod_sandbox_id)?;
+        let url = self.streams.url_for(cri_streaming::Request::PortForward(
+            cri_streaming::PortForwardRequest {
+                pod_sandbox_id: r.pod_sandbox_id,
+                ports,
+            },
+        ));
+        Ok(Response::new(PortForwardResponse { url }))
     }
 
     async fn container_stats(

@@ -10,10 +10,36 @@ use cri_streaming::{AttachRequest, Backend, BoxFuture, ExecRequest, Streams};
 use tokio::sync::mpsc;
 
 use super::containers::Containers;
+use super::pods::Pods;
 
 #[derive(Debug, Clone)]
 pub(crate) struct StreamBackend {
     pub ctrs: Containers,
+    pub pods: Pods,
+}
+
+/// A TCP connection to 127.0.0.1:`port` made in the network namespace at
+/// `netns` (the host's with `None`), on a thread of its own: the socket
+/// stays in that namespace wherever it is used.
+fn connect_in(netns: Option<std::path::PathBuf>, port: u16) -> Result<std::net::TcpStream, String> {
+    std::thread::spawn(move || {
+        if let Some(ns) = &netns {
+            let f = std::fs::File::open(ns).map_err(|e| format!("{}: {e}", ns.display()))?;
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this thread only, which makes one connection and ends.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!(
+                    "entering the pod's network namespace: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+            .map_err(|e| format!("connecting to port {port} in the pod: {e}"))
+    })
+    .join()
+    .map_err(|_| "the connecting thread panicked".to_string())?
 }
 
 /// Copies what `r` reads to `tx` until EOF (or EIO: a terminal whose
@@ -107,6 +133,14 @@ impl Backend for StreamBackend {
         })
     }
 
+    fn port_forward(
+        &self,
+        pod_sandbox_id: &str,
+        port: u16,
+    ) -> BoxFuture<Result<tokio::net::TcpStream, String>> {
+        self.forward(pod_sandbox_id, port)
+    }
+
     fn attach(&self, req: AttachRequest, s: Streams) -> BoxFuture<Result<(), String>> {
         let ctrs = self.ctrs.clone();
         Box::pin(async move {
@@ -168,6 +202,21 @@ impl Backend for StreamBackend {
             })
             .await
             .map_err(|e| format!("the attach task: {e}"))
+        })
+    }
+}
+
+impl StreamBackend {
+    fn forward(&self, pod: &str, port: u16) -> BoxFuture<Result<tokio::net::TcpStream, String>> {
+        let pods = self.pods.clone();
+        let pod = pod.to_string();
+        Box::pin(async move {
+            let netns = pods.netns_of(&pod).map_err(|e| e.message().to_string())?;
+            let s = tokio::task::spawn_blocking(move || connect_in(netns, port))
+                .await
+                .map_err(|e| format!("the connect task: {e}"))??;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            tokio::net::TcpStream::from_std(s).map_err(|e| e.to_string())
         })
     }
 }

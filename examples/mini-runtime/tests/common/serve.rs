@@ -322,3 +322,27 @@ pub fn python() -> Option<std::path::PathBuf> {
     eprintln!("skipping: no venv at {}", p.display());
     None
 }
+
+/// Runs `tests/cri/ws_client.py` (PyPI's websocket-client) against a
+/// streaming URL; what it printed.
+pub fn ws_client(
+    python: &std::path::Path,
+    url: &str,
+    proto: &str,
+    stdin: &str,
+    size: &str,
+) -> serde_json::Value {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cri/ws_client.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args([url, proto, stdin, size])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

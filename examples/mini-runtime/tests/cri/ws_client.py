@@ -5,7 +5,9 @@ resize first, and collects every channel until the server closes.
 
 Usage: ws_client.py URL PROTOCOL STDIN_TEXT [WIDTHxHEIGHT]
 Prints JSON: the chosen protocol, stdout, stderr, the error channel, or
-the HTTP status of a refused handshake.
+the HTTP status of a refused handshake. With portforward.k8s.io, STDIN_TEXT
+goes to the first port's data channel; the output has the port numbers the
+server opened each channel with, the data and the error text.
 """
 import base64
 import json
@@ -29,6 +31,27 @@ def main():
         ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=[proto], timeout=30)
     except websocket.WebSocketBadStatusException as e:
         print(json.dumps({"http_status": e.status_code}))
+        return
+    if proto == "portforward.k8s.io":
+        out = {"protocol": ws.getsubprotocol(), "ports": [], "data": "", "error": ""}
+        # Each channel opens with its port, 16 bits little-endian.
+        for _ in range(2):
+            op, data = ws.recv_data()
+            out["ports"].append(int.from_bytes(data[1:3], "little"))
+        if stdin:
+            ws.send_binary(bytes([0]) + stdin.encode())
+        while True:
+            try:
+                op, data = ws.recv_data()
+            except websocket.WebSocketConnectionClosedException:
+                break
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                break
+            if data and data[0] == 0:
+                out["data"] += data[1:].decode(errors="replace")
+            elif data and data[0] == 1:
+                out["error"] += data[1:].decode(errors="replace")
+        print(json.dumps(out))
         return
     out = {"protocol": ws.getsubprotocol(), "stdout": "", "stderr": "", "error": ""}
     if size:
