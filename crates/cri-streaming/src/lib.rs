@@ -21,6 +21,8 @@
 
 mod http;
 mod portforward;
+#[allow(dead_code)] // the session over it comes next
+mod spdy;
 mod token;
 mod ws;
 
