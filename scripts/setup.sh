@@ -28,3 +28,18 @@ if ! .venv/bin/python -c 'import grpc, grpc_tools, websocket' >/dev/null 2>&1; t
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check grpcio grpcio-tools websocket-client
 fi
+
+# npm's spdy-transport (an independent SPDY/3.1 implementation) for the CRI
+# streaming tests lives in .node.
+if ! [ -d .node/node_modules/spdy-transport ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    else
+      echo "npm not found (run as root, or install it)" >&2
+      exit 1
+    fi
+  fi
+  echo "installing spdy-transport into .node"
+  npm install --silent --prefix .node --no-save --no-package-lock spdy-transport >/dev/null
+fi

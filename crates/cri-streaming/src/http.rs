@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{Backend, Tokens, ws};
+use crate::{Backend, Request, Tokens, ws};
 
 /// A request head larger than this is refused.
 const MAX_HEAD: usize = 16 * 1024;
@@ -150,11 +150,55 @@ pub(crate) async fn serve_connection(
     let upgrade = head.header("Upgrade").unwrap_or("").to_ascii_lowercase();
     match upgrade.as_str() {
         "websocket" => ws::serve(sock, &head, req, backend).await,
+        "spdy/3.1" => {
+            let io = match req {
+                Request::Exec(e) => ws::Io::Exec(e),
+                Request::Attach(a) => ws::Io::Attach(a),
+                Request::PortForward(_) => {
+                    respond(
+                        &mut sock,
+                        "400 Bad Request",
+                        "port forwarding over SPDY is not supported by this server yet; use WebSocket (portforward.k8s.io)\n",
+                    )
+                    .await;
+                    return Ok(());
+                }
+            };
+            const SPDY_PROTOCOLS: [&str; 4] = [
+                "v4.channel.k8s.io",
+                "v3.channel.k8s.io",
+                "v2.channel.k8s.io",
+                "channel.k8s.io",
+            ];
+            let offered = head.list("X-Stream-Protocol-Version");
+            let chosen = if offered.is_empty() {
+                Some("channel.k8s.io")
+            } else {
+                offered
+                    .iter()
+                    .find_map(|o| SPDY_PROTOCOLS.iter().find(|p| **p == o.as_str()).copied())
+            };
+            let Some(chosen) = chosen else {
+                let msg = format!(
+                    "none of the offered stream protocols ({}) is served; this server speaks {}\n",
+                    offered.join(", "),
+                    SPDY_PROTOCOLS.join(", ")
+                );
+                respond(&mut sock, "403 Forbidden", &msg).await;
+                return Ok(());
+            };
+            let resp = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {chosen}\r\n\r\n"
+            );
+            sock.write_all(resp.as_bytes()).await?;
+            crate::spdy_session::serve(sock, io, chosen == SPDY_PROTOCOLS[0], backend).await;
+            Ok(())
+        }
         u if u.starts_with("spdy/") => {
             respond(
                 &mut sock,
                 "400 Bad Request",
-                "SPDY/3.1 streams are not supported by this server yet; use WebSocket (v4.channel.k8s.io or v5.channel.k8s.io)\n",
+                &format!("{u}: only SPDY/3.1\n"),
             )
             .await;
             Ok(())

@@ -14,15 +14,17 @@
 //! - Port forwarding over WebSocket: `portforward.k8s.io` and
 //!   `base64.portforward.k8s.io`, two channels per port (data, error),
 //!   each opened with the port number.
-//! - SPDY/3.1 is refused with a clear error (not implemented yet).
+//! - SPDY/3.1 (`X-Stream-Protocol-Version` v4 down to `channel.k8s.io`):
+//!   a stream per channel, opened by the client; port forwarding over it is
+//!   refused with a clear error (not implemented yet).
 //!
 //! The crate knows nothing of containers: the embedder implements
 //! [`Backend`]. It listens where it is told, loopback by default.
 
 mod http;
 mod portforward;
-#[allow(dead_code)] // the session over it comes next
 mod spdy;
+mod spdy_session;
 mod token;
 mod ws;
 

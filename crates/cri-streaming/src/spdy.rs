@@ -2,7 +2,7 @@
 //! control): control frames (SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS,
 //! PING, GOAWAY, HEADERS, WINDOW_UPDATE) and data frames, and header blocks
 //! compressed with zlib over the spec's dictionary, one compression context
-//! per direction for the whole session. Not wired to the server yet.
+//! per direction for the whole session.
 
 use std::collections::BTreeMap;
 

@@ -20,7 +20,7 @@ use crate::{Backend, Request, Streams};
 
 /// What this server speaks, in the order it prefers them.
 /// The requests that stream a process's stdio.
-enum Io {
+pub(crate) enum Io {
     Exec(crate::ExecRequest),
     Attach(crate::AttachRequest),
 }
@@ -85,7 +85,7 @@ fn unframe(proto: Proto, m: Message) -> Option<(u8, Vec<u8>)> {
 }
 
 /// The exit status as the kubelet's remotecommand v4 encodes it.
-fn status(result: &Result<i32, String>) -> String {
+pub(crate) fn status(result: &Result<i32, String>) -> String {
     match result {
         Ok(0) => serde_json::json!({"metadata": {}, "status": "Success"}).to_string(),
         Ok(code) => serde_json::json!({

@@ -100,6 +100,29 @@ fn exec_and_attach_over_websocket() {
         let again = ws(&py, &url, "v5.channel.k8s.io", "", "");
         assert_eq!(again["http_status"], 404, "{again}");
 
+        // SPDY/3.1, as the kubelet and crictl speak it, from npm's
+        // spdy-transport: stdin, both streams and the v4 status; a terminal
+        // with a resize.
+        let url = exec_url(&mut c, "cat; echo err >&2; exit 5", true, false)
+            .await
+            .unwrap();
+        if let Some(r) = common::serve::spdy_client(&url, "over spdy\n", "", false) {
+            assert_eq!(r["protocol"], "v4.channel.k8s.io", "{r}");
+            assert_eq!(r["stdout"], "over spdy\n", "{r}");
+            assert_eq!(r["stderr"], "err\n", "{r}");
+            let status: serde_json::Value =
+                serde_json::from_str(r["error"].as_str().unwrap()).unwrap();
+            assert_eq!(status["details"]["causes"][0]["message"], "5", "{r}");
+            let url = exec_url(&mut c, "sleep 0.5; busybox stty size", false, true)
+                .await
+                .unwrap();
+            let r = common::serve::spdy_client(&url, "", "120x40", true).unwrap();
+            assert_eq!(r["stdout"].as_str().unwrap().trim(), "40 120", "{r}");
+            // A used token: refused before the upgrade.
+            let r = common::serve::spdy_client(&url, "", "", false).unwrap();
+            assert_eq!(r["http_status"], 404, "{r}");
+        }
+
         // v4 and success.
         let url = exec_url(&mut c, "echo ok", false, false).await.unwrap();
         let r = ws(&py, &url, "v4.channel.k8s.io", "", "");

@@ -346,3 +346,31 @@ pub fn ws_client(
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Runs `tests/cri/spdy_client.js` (npm's spdy-transport, installed in
+/// `.node` by the test command) against a streaming URL; what it printed.
+/// `None` (skip) outside CI without node or the module.
+pub fn spdy_client(url: &str, stdin: &str, size: &str, tty: bool) -> Option<serde_json::Value> {
+    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let modules = manifest.join("../../.node/node_modules");
+    if !modules.join("spdy-transport").is_dir() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "spdy-transport not installed in .node: the test command installs it"
+        );
+        eprintln!("skipping the SPDY client: no .node/node_modules/spdy-transport");
+        return None;
+    }
+    let out = Command::new("node")
+        .arg(manifest.join("tests/cri/spdy_client.js"))
+        .args([url, stdin, size, if tty { "tty" } else { "" }])
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "spdy client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
