@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
 use crate::spdy::{Codec, FLAG_FIN, Frame, Headers};
-use crate::ws::{Io, status};
+use crate::ws::{Io, size, status, status_text};
 use crate::{Backend, Streams};
 
 const INITIAL_WINDOW: i64 = 64 * 1024;
@@ -120,10 +120,7 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
         let _ = wr.shutdown().await;
     });
 
-    let (want_in, want_out, want_err, tty) = match &req {
-        Io::Exec(e) => (e.stdin, e.stdout, e.stderr && !e.tty, e.tty),
-        Io::Attach(a) => (a.stdin, a.stdout, a.stderr && !a.tty, a.tty),
-    };
+    let (want_in, want_out, want_err, tty) = req.wants();
     let mut expected: Vec<&str> = vec!["error"];
     for (want, name) in [
         (want_in, "stdin"),
@@ -274,12 +271,7 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
                 let mut consumed = 0;
                 while let Some(Ok(v)) = de.next() {
                     consumed = de.byte_offset();
-                    let size = (|| {
-                        let w = u16::try_from(v.get("Width")?.as_u64()?).ok()?;
-                        let h = u16::try_from(v.get("Height")?.as_u64()?).ok()?;
-                        Some((w, h))
-                    })();
-                    if let (Some(t), Some(s)) = (&resize_tx, size) {
+                    if let (Some(t), Some(s)) = (&resize_tx, size(&v)) {
                         let _ = t.send(s).await;
                     }
                 }
@@ -312,21 +304,15 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
         stderr,
         resize: resize_rx,
     };
-    let result = match req {
-        Io::Exec(e) => backend.exec(e, io).await,
-        Io::Attach(a) => backend.attach(a, io).await.map(|()| 0),
-    };
+    let result = req.run(backend.as_ref(), io).await;
     for f in forwarders {
         let _ = f.await;
     }
     if let Some(err) = id("error") {
-        let text = match (&result, v4) {
-            (_, true) => status(&result),
-            (Ok(0), false) => String::new(),
-            (Ok(code), false) => {
-                format!("command terminated with non-zero exit code: exit status {code}")
-            }
-            (Err(e), false) => e.clone(),
+        let text = if v4 {
+            status(&result)
+        } else {
+            status_text(&result).unwrap_or_default()
         };
         let _ = out_tx.send(Out::Data(err, text.into_bytes(), true)).await;
     }

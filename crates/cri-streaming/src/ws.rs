@@ -18,16 +18,35 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use crate::http::{Head, respond};
 use crate::{Backend, Request, Streams};
 
-/// What this server speaks, in the order it prefers them.
 /// The requests that stream a process's stdio.
 pub(crate) enum Io {
     Exec(crate::ExecRequest),
     Attach(crate::AttachRequest),
 }
 
+impl Io {
+    /// Whether it wants stdin, stdout, stderr (never with a terminal) and
+    /// a terminal.
+    pub(crate) fn wants(&self) -> (bool, bool, bool, bool) {
+        match self {
+            Io::Exec(e) => (e.stdin, e.stdout, e.stderr && !e.tty, e.tty),
+            Io::Attach(a) => (a.stdin, a.stdout, a.stderr && !a.tty, a.tty),
+        }
+    }
+
+    /// Runs it through `backend`: the exit code (0 for attach).
+    pub(crate) async fn run(self, backend: &dyn Backend, streams: Streams) -> Result<i32, String> {
+        match self {
+            Io::Exec(e) => backend.exec(e, streams).await,
+            Io::Attach(a) => backend.attach(a, streams).await.map(|()| 0),
+        }
+    }
+}
+
 /// Port forwarding's subprotocols: binary, and base64 text.
 pub(crate) const PORTFORWARD: [&str; 2] = ["portforward.k8s.io", "base64.portforward.k8s.io"];
 
+/// What this server speaks, in the order it prefers them.
 pub(crate) const PROTOCOLS: [&str; 4] = [
     "v5.channel.k8s.io",
     "v4.channel.k8s.io",
@@ -84,13 +103,28 @@ fn unframe(proto: Proto, m: Message) -> Option<(u8, Vec<u8>)> {
     }
 }
 
+/// What a process's exit code other than 0 is told as.
+fn nonzero(code: i32) -> String {
+    format!("command terminated with non-zero exit code: exit status {code}")
+}
+
+/// The exit status as the protocols before v4 tell it: text on the error
+/// channel, nothing on success.
+pub(crate) fn status_text(result: &Result<i32, String>) -> Option<String> {
+    match result {
+        Ok(0) => None,
+        Ok(code) => Some(nonzero(*code)),
+        Err(e) => Some(e.clone()),
+    }
+}
+
 /// The exit status as the kubelet's remotecommand v4 encodes it.
 pub(crate) fn status(result: &Result<i32, String>) -> String {
     match result {
         Ok(0) => serde_json::json!({"metadata": {}, "status": "Success"}).to_string(),
         Ok(code) => serde_json::json!({
             "metadata": {}, "status": "Failure",
-            "message": format!("command terminated with non-zero exit code: exit status {code}"),
+            "message": nonzero(*code),
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
         })
@@ -103,7 +137,11 @@ pub(crate) fn status(result: &Result<i32, String>) -> String {
 
 /// Parses a resize message: `{"Width": w, "Height": h}`.
 fn resize(data: &[u8]) -> Option<(u16, u16)> {
-    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    size(&serde_json::from_slice(data).ok()?)
+}
+
+/// The (columns, rows) of a parsed resize message.
+pub(crate) fn size(v: &serde_json::Value) -> Option<(u16, u16)> {
     let w = u16::try_from(v.get("Width")?.as_u64()?).ok()?;
     let h = u16::try_from(v.get("Height")?.as_u64()?).ok()?;
     Some((w, h))
@@ -192,10 +230,7 @@ pub(crate) async fn serve(
     };
     let (mut sink, mut source) = ws.split();
 
-    let (want_in, want_out, want_err, tty) = match &req {
-        Io::Exec(e) => (e.stdin, e.stdout, e.stderr && !e.tty, e.tty),
-        Io::Attach(a) => (a.stdin, a.stdout, a.stderr && !a.tty, a.tty),
-    };
+    let (want_in, want_out, want_err, tty) = req.wants();
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(64);
     let writer = tokio::spawn(async move {
         while let Some((ch, data)) = out_rx.recv().await {
@@ -269,29 +304,16 @@ pub(crate) async fn serve(
         stderr,
         resize: resize_rx,
     };
-    let result = match req {
-        Io::Exec(e) => backend.exec(e, streams).await,
-        Io::Attach(a) => backend.attach(a, streams).await.map(|()| 0),
-    };
+    let result = req.run(backend.as_ref(), streams).await;
     for f in forwarders {
         let _ = f.await;
     }
-    match proto {
-        Proto::V4 | Proto::V5 => {
-            let _ = out_tx.send((ERROR, status(&result).into_bytes())).await;
-        }
-        Proto::V1 | Proto::Base64 => {
-            let text = match &result {
-                Ok(0) => None,
-                Ok(code) => Some(format!(
-                    "command terminated with non-zero exit code: exit status {code}"
-                )),
-                Err(e) => Some(e.clone()),
-            };
-            if let Some(t) = text {
-                let _ = out_tx.send((ERROR, t.into_bytes())).await;
-            }
-        }
+    let told = match proto {
+        Proto::V4 | Proto::V5 => Some(status(&result)),
+        Proto::V1 | Proto::Base64 => status_text(&result),
+    };
+    if let Some(t) = told {
+        let _ = out_tx.send((ERROR, t.into_bytes())).await;
     }
     drop(out_tx);
     let _ = writer.await;

@@ -93,17 +93,20 @@ pub(crate) struct Built {
     pub groups: Vec<u32>,
 }
 
+/// A capability set of this process (`CapBnd:`, `CapEff:`, …) from
+/// `/proc/self/status`.
+fn own_caps(field: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+}
+
 /// Every capability this process may hand on: its bounding set (a host
 /// may lack some, as containerd's "all" is the current process's too).
 fn all_caps() -> Vec<String> {
-    let bnd = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX);
+    let bnd = own_caps("CapBnd:").unwrap_or(u64::MAX);
     oci_runtime::known_capabilities()
         .into_iter()
         .filter(|c| {
@@ -287,11 +290,7 @@ fn apparmor_of(sc: &LinuxContainerSecurityContext) -> Result<Option<String>, Sta
 /// CAP_SYS_RESOURCE): when it may not, a lower value is raised to ours, as
 /// containerd's `restrict_oom_score_adj` does.
 fn oom_floor() -> Option<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())?;
+    let eff = own_caps("CapEff:")?;
     // CAP_SYS_RESOURCE is capability 24.
     if eff & (1 << 24) != 0 {
         return None;
