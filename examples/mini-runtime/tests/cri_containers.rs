@@ -336,6 +336,11 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+        let mut escape = config("escape", &image, &["true"]);
+        escape.log_path = "../../elsewhere.log".into();
+        let e = create(&mut c, &pod, escape, &pod_cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+        assert!(e.message().contains("log_path"), "{}", e.message());
         let e = c
             .container_status(ContainerStatusRequest {
                 container_id: "nope".into(),

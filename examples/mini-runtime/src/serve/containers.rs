@@ -356,6 +356,15 @@ impl Containers {
         }
         let sb = self.sandbox(&pod_id)?;
         let id = random_id().map_err(|e| internal("making an id", e))?;
+        if Path::new(&cfg.log_path)
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(invalid(
+                "config.log_path",
+                &format!("{:?} leads out of the pod's log directory", cfg.log_path),
+            ));
+        }
         let log_path = if cfg.log_path.is_empty() {
             String::new()
         } else {
