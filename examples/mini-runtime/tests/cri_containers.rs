@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::root_or_skip;
 use common::serve::{
-    Cleanup, config, create, exec, exited, import_busybox, log_lines, pod_config, spawn_in, status,
+    Cleanup, config, create, exec, exited, import_busybox, log_lines, pod_config, run_pod,
+    spawn_in, start, status,
 };
 use cri_api::Code;
 use cri_api::v1::{
@@ -48,15 +49,7 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
     pod_cfg.hostname = "pod-p".into();
     let (pod, web, once) = rt.block_on(async {
         let mut c = connect().await;
-        let pod = c
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pod_cfg.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = run_pod(&mut c, &pod_cfg).await;
 
         // Events, from here on, collected as they come.
         let mut events = c
@@ -112,11 +105,7 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
         // The same name and attempt again: AlreadyExists.
         let e = create(&mut c, &pod, cfg, &pod_cfg).await.unwrap_err();
         assert_eq!(e.code(), Code::AlreadyExists, "{}", e.message());
-        c.start_container(StartContainerRequest {
-            container_id: web.clone(),
-        })
-        .await
-        .unwrap();
+        start(&mut c, &web).await;
         let e = c
             .start_container(StartContainerRequest {
                 container_id: web.clone(),
@@ -303,11 +292,7 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
             ..Default::default()
         });
         let once = create(&mut c, &pod, cfg, &pod_cfg).await.unwrap();
-        c.start_container(StartContainerRequest {
-            container_id: once.clone(),
-        })
-        .await
-        .unwrap();
+        start(&mut c, &once).await;
         let s = exited(&mut c, &once).await;
         assert_eq!(s.exit_code, 0);
         assert_eq!(s.reason, "Completed");
@@ -470,11 +455,7 @@ fn containers_run_in_pods_and_survive_a_restart_of_serve() {
         )
         .await
         .unwrap();
-        c.start_container(StartContainerRequest {
-            container_id: late.clone(),
-        })
-        .await
-        .unwrap();
+        start(&mut c, &late).await;
         c.stop_pod_sandbox(StopPodSandboxRequest {
             pod_sandbox_id: pod.clone(),
         })
@@ -691,11 +672,7 @@ fn pods_on_a_cni_bridge_reach_each_other_and_the_host() {
         .await
         .unwrap();
         for id in [&web, &client] {
-            c.start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+            start(&mut c, id).await;
         }
         // The pod's own hostname, resolv.conf and sysctl.
         let r = exec(
@@ -883,15 +860,7 @@ fn containers_after_a_reboot_are_exited_and_removable() {
     pod_cfg.log_directory = dir.path().join("logs").display().to_string();
     let (pod, ctr) = rt.block_on(async {
         let mut c = connect().await;
-        let pod = c
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pod_cfg.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = run_pod(&mut c, &pod_cfg).await;
         let ctr = create(
             &mut c,
             &pod,
@@ -900,11 +869,7 @@ fn containers_after_a_reboot_are_exited_and_removable() {
         )
         .await
         .unwrap();
-        c.start_container(StartContainerRequest {
-            container_id: ctr.clone(),
-        })
-        .await
-        .unwrap();
+        start(&mut c, &ctr).await;
         (pod, ctr)
     });
     let ipam = dir.path().join("ipam/mrtest");
@@ -1076,11 +1041,7 @@ fn a_pod_with_its_own_user_namespace() {
         let id = create(&mut c, &pod, cfg, &pod_cfg)
             .await
             .unwrap_or_else(|e| panic!("CreateContainer: {}", e.message()));
-        c.start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+        start(&mut c, &id).await;
         let r = exec(
             &mut c,
             &id,

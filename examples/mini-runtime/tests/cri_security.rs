@@ -13,15 +13,15 @@ use std::process::Command;
 
 use common::root_or_skip;
 use common::serve::{
-    Cleanup, config, create, exec, exited, import_busybox, import_data_image, pod_config, spawn_in,
-    status,
+    Cleanup, config, create, exec, exited, import_busybox, import_data_image, pod_config, run_pod,
+    spawn_in, start, status,
 };
 use cri_api::Code;
 use cri_api::v1::{
     Capability, ContainerConfig, ContainerState, Device, ImageSpec, Int64Value,
     LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext, Mount,
-    MountPropagation, NamespaceMode, NamespaceOption, PodSandboxConfig, RunPodSandboxRequest,
-    RuntimeServiceClient, SecurityProfile, StartContainerRequest, security_profile::ProfileType,
+    MountPropagation, NamespaceMode, NamespaceOption, PodSandboxConfig, RuntimeServiceClient,
+    SecurityProfile, security_profile::ProfileType,
 };
 
 fn with_sc(mut c: ContainerConfig, sc: LinuxContainerSecurityContext) -> ContainerConfig {
@@ -113,15 +113,7 @@ fn security_contexts_mounts_and_oom_as_critest_checks_them() {
             sc.namespace_options.as_mut().unwrap().pid = NamespaceMode::Pod as i32;
         }
         pod_cfg.log_directory = dir.path().join("logs").display().to_string();
-        let pod = c
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pod_cfg.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = run_pod(&mut c, &pod_cfg).await;
         let mut host_cfg = pod_config("h", &[]);
         {
             let ns = host_cfg
@@ -138,15 +130,7 @@ fn security_contexts_mounts_and_oom_as_critest_checks_them() {
             ns.ipc = NamespaceMode::Node as i32;
         }
         host_cfg.log_directory = pod_cfg.log_directory.clone();
-        let host_pod = c
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(host_cfg.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
+        let host_pod = run_pod(&mut c, &host_cfg).await;
 
         // Runs `sc` as a long-lived container of `pod`; its id.
         let mut n = 0;
@@ -160,11 +144,7 @@ fn security_contexts_mounts_and_oom_as_critest_checks_them() {
             cfg.metadata.as_mut().unwrap().name = format!("c{n}");
             cfg.log_path = format!("c{n}.log");
             let id = create(c, pod, cfg, pcfg).await.unwrap();
-            c.start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+            start(c, &id).await;
             id
         };
         let sleeper = || config("x", &image, &["/bin/sh", "-c", "sleep 600"]);

@@ -9,12 +9,11 @@ mod common;
 
 use common::root_or_skip;
 use common::serve::{
-    Cleanup, config, create, import_busybox, pod_config, python, spawn_in, ws_client as ws,
+    Cleanup, config, create, import_busybox, pod_config, python, run_pod, spawn_in, start,
+    ws_client as ws,
 };
 use cri_api::Code;
-use cri_api::v1::{
-    AttachRequest, ExecRequest, RunPodSandboxRequest, RuntimeServiceClient, StartContainerRequest,
-};
+use cri_api::v1::{AttachRequest, ExecRequest, RuntimeServiceClient};
 
 #[test]
 fn exec_and_attach_over_websocket() {
@@ -39,15 +38,7 @@ fn exec_and_attach_over_websocket() {
         let mut c = RuntimeServiceClient::new(cri_api::transport::connect(&sock).await.unwrap());
         let mut pod_cfg = pod_config("st", &[]);
         pod_cfg.log_directory = dir.path().join("logs").display().to_string();
-        let pod = c
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pod_cfg.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = run_pod(&mut c, &pod_cfg).await;
         let sleeper = create(
             &mut c,
             &pod,
@@ -65,11 +56,7 @@ fn exec_and_attach_over_websocket() {
         echo_cfg.stdin = true;
         let echo = create(&mut c, &pod, echo_cfg, &pod_cfg).await.unwrap();
         for id in [&sleeper, &echo] {
-            c.start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+            start(&mut c, id).await;
         }
         let exec_url = |c: &mut RuntimeServiceClient<_>, cmd: &str, stdin: bool, tty: bool| {
             let req = ExecRequest {
@@ -196,11 +183,7 @@ fn exec_and_attach_over_websocket() {
             ..Default::default()
         });
         let web = create(&mut c, &pod, web_cfg, &pod_cfg).await.unwrap();
-        c.start_container(StartContainerRequest {
-            container_id: web.clone(),
-        })
-        .await
-        .unwrap();
+        start(&mut c, &web).await;
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;

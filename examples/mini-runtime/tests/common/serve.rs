@@ -374,3 +374,27 @@ pub fn spdy_client(url: &str, stdin: &str, size: &str, tty: bool) -> Option<serd
     );
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
+
+/// RunPodSandbox of `cfg`; the pod's id.
+pub async fn run_pod(
+    c: &mut RuntimeServiceClient<Channel>,
+    cfg: &cri_api::v1::PodSandboxConfig,
+) -> String {
+    c.run_pod_sandbox(cri_api::v1::RunPodSandboxRequest {
+        config: Some(cfg.clone()),
+        runtime_handler: String::new(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("RunPodSandbox: {}", e.message()))
+    .into_inner()
+    .pod_sandbox_id
+}
+
+/// StartContainer of `id`.
+pub async fn start(c: &mut RuntimeServiceClient<Channel>, id: &str) {
+    c.start_container(cri_api::v1::StartContainerRequest {
+        container_id: id.to_string(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("StartContainer {id}: {}", e.message()));
+}
