@@ -29,9 +29,10 @@ if ! .venv/bin/python -c 'import grpc, grpc_tools, websocket' >/dev/null 2>&1; t
   .venv/bin/pip install -q --disable-pip-version-check grpcio grpcio-tools websocket-client
 fi
 
-# npm's spdy-transport (an independent SPDY/3.1 implementation) for the CRI
-# streaming tests lives in .node.
-if ! [ -d .node/node_modules/spdy-transport ]; then
+# npm's spdy-transport (an independent SPDY/3.1 implementation) and
+# websocket-driver (WebSocket, for SPDY tunnelled in it) for the CRI streaming
+# tests live in .node.
+if ! [ -d .node/node_modules/spdy-transport ] || ! [ -d .node/node_modules/websocket-driver ]; then
   if ! command -v npm >/dev/null 2>&1; then
     if [ "$(id -u)" -eq 0 ]; then
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
@@ -40,6 +41,6 @@ if ! [ -d .node/node_modules/spdy-transport ]; then
       exit 1
     fi
   fi
-  echo "installing spdy-transport into .node"
-  npm install --silent --prefix .node --no-save --no-package-lock spdy-transport >/dev/null
+  echo "installing spdy-transport and websocket-driver into .node"
+  npm install --silent --prefix .node --no-save --no-package-lock spdy-transport websocket-driver >/dev/null
 fi

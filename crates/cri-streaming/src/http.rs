@@ -6,7 +6,17 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{Backend, Request, Tokens, ws};
+use crate::{Request, Shared, ws};
+
+/// The remotecommand protocols served over SPDY, newest first.
+const SPDY_PROTOCOLS: [&str; 4] = [
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+];
+/// Port forwarding's, over SPDY.
+const SPDY_PORTFORWARD: [&str; 1] = ["portforward.k8s.io"];
 
 /// A request head larger than this is refused.
 const MAX_HEAD: usize = 16 * 1024;
@@ -82,8 +92,7 @@ pub(crate) async fn respond(sock: &mut TcpStream, status: &str, body: &str) {
 /// protocol it asks for.
 pub(crate) async fn serve_connection(
     mut sock: TcpStream,
-    tokens: &Tokens,
-    backend: Arc<dyn Backend>,
+    shared: &Arc<Shared>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let end = loop {
@@ -129,7 +138,7 @@ pub(crate) async fn serve_connection(
         respond(&mut sock, "404 Not Found", "no such stream endpoint\n").await;
         return Ok(());
     }
-    let Some(req) = tokens.take(token) else {
+    let Some(req) = shared.tokens.take(token) else {
         respond(
             &mut sock,
             "404 Not Found",
@@ -149,40 +158,26 @@ pub(crate) async fn serve_connection(
     }
     let upgrade = head.header("Upgrade").unwrap_or("").to_ascii_lowercase();
     match upgrade.as_str() {
-        "websocket" => ws::serve(sock, &head, req, backend).await,
+        "websocket" => ws::serve(sock, &head, req, shared).await,
         "spdy/3.1" => {
-            let io = match req {
-                Request::Exec(e) => ws::Io::Exec(e),
-                Request::Attach(a) => ws::Io::Attach(a),
-                Request::PortForward(_) => {
-                    respond(
-                        &mut sock,
-                        "400 Bad Request",
-                        "port forwarding over SPDY is not supported by this server yet; use WebSocket (portforward.k8s.io)\n",
-                    )
-                    .await;
-                    return Ok(());
-                }
+            let served: &[&str] = match req {
+                Request::PortForward(_) => &SPDY_PORTFORWARD,
+                _ => &SPDY_PROTOCOLS,
             };
-            const SPDY_PROTOCOLS: [&str; 4] = [
-                "v4.channel.k8s.io",
-                "v3.channel.k8s.io",
-                "v2.channel.k8s.io",
-                "channel.k8s.io",
-            ];
             let offered = head.list("X-Stream-Protocol-Version");
+            // An old client that names no protocol gets the oldest.
             let chosen = if offered.is_empty() {
-                Some("channel.k8s.io")
+                Some(served[served.len() - 1])
             } else {
                 offered
                     .iter()
-                    .find_map(|o| SPDY_PROTOCOLS.iter().find(|p| **p == o.as_str()).copied())
+                    .find_map(|o| served.iter().find(|p| **p == o.as_str()).copied())
             };
             let Some(chosen) = chosen else {
                 let msg = format!(
-                    "none of the offered stream protocols ({}) is served; this server speaks {}\n",
+                    "none of the offered stream protocols ({}) is served; this endpoint speaks {}\n",
                     offered.join(", "),
-                    SPDY_PROTOCOLS.join(", ")
+                    served.join(", ")
                 );
                 respond(&mut sock, "403 Forbidden", &msg).await;
                 return Ok(());
@@ -191,7 +186,17 @@ pub(crate) async fn serve_connection(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {chosen}\r\n\r\n"
             );
             sock.write_all(resp.as_bytes()).await?;
-            crate::spdy_session::serve(sock, io, chosen == SPDY_PROTOCOLS[0], backend).await;
+            let (stall, backend) = (shared.stall, shared.backend.clone());
+            let io = match req {
+                Request::Exec(e) => ws::Io::Exec(e),
+                Request::Attach(a) => ws::Io::Attach(a),
+                Request::PortForward(pf) => {
+                    crate::spdy_portforward::serve(sock, pf.pod_sandbox_id, stall, backend).await;
+                    return Ok(());
+                }
+            };
+            let v4 = chosen == SPDY_PROTOCOLS[0];
+            crate::spdy_session::serve(sock, io, v4, stall, backend).await;
             Ok(())
         }
         u if u.starts_with("spdy/") => {

@@ -14,9 +14,13 @@
 //! - Port forwarding over WebSocket: `portforward.k8s.io` and
 //!   `base64.portforward.k8s.io`, two channels per port (data, error),
 //!   each opened with the port number.
+//! - Port forwarding over WebSocket as client-go's tunnelling dialer (and
+//!   so `crictl port-forward -r websocket`) speaks it:
+//!   `SPDY/3.1+portforward.k8s.io`, SPDY's bytes carried in binary
+//!   messages.
 //! - SPDY/3.1 (`X-Stream-Protocol-Version` v4 down to `channel.k8s.io`):
-//!   a stream per channel, opened by the client; port forwarding over it is
-//!   refused with a clear error (not implemented yet).
+//!   a stream per channel, opened by the client; and `portforward.k8s.io`,
+//!   a data and an error stream per forwarded connection, many at once.
 //!
 //! The crate knows nothing of containers: the embedder implements
 //! [`Backend`]. It listens where it is told, loopback by default.
@@ -24,6 +28,8 @@
 mod http;
 mod portforward;
 mod spdy;
+mod spdy_conn;
+mod spdy_portforward;
 mod spdy_session;
 mod token;
 mod ws;
@@ -144,6 +150,33 @@ pub enum Error {
     },
 }
 
+/// How a server behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// How long a URL is good for; at most 60 s.
+    pub token_ttl: Duration,
+    /// How long a session may wait for its client to take data (a SPDY
+    /// window that does not open, a WebSocket that is not read) before it
+    /// is dropped. containerd's `stream_idle_timeout` is 4 h by default.
+    pub stall_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            token_ttl: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+/// What every connection of a server shares.
+pub(crate) struct Shared {
+    pub tokens: Arc<Tokens>,
+    pub backend: Arc<dyn Backend>,
+    pub stall: Duration,
+}
+
 /// A running streaming server.
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -159,23 +192,40 @@ impl Server {
         ttl: Duration,
         backend: Arc<dyn Backend>,
     ) -> Result<Server, Error> {
+        let options = Options {
+            token_ttl: ttl,
+            ..Options::default()
+        };
+        Server::start_with(addr, options, backend).await
+    }
+
+    /// As [`Server::start`], with every option.
+    pub async fn start_with(
+        addr: SocketAddr,
+        options: Options,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Server, Error> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Io { addr, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| Error::Io { addr, source })?;
-        let tokens = Arc::new(Tokens::new(ttl.min(Duration::from_secs(60))));
-        let t = tokens.clone();
+        let tokens = Arc::new(Tokens::new(options.token_ttl.min(Duration::from_secs(60))));
+        let shared = Arc::new(Shared {
+            tokens: tokens.clone(),
+            backend,
+            stall: options.stall_timeout,
+        });
         tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let (t, b) = (t.clone(), backend.clone());
+                let shared = shared.clone();
                 tokio::spawn(async move {
-                    let _ = http::serve_connection(sock, &t, b).await;
+                    let _ = http::serve_connection(sock, &shared).await;
                 });
             }
         });

@@ -52,6 +52,7 @@ pub(crate) async fn serve(
     b64: bool,
     req: PortForwardRequest,
     head: &Head,
+    stall: std::time::Duration,
     backend: Arc<dyn Backend>,
 ) {
     let (mut sink, mut source) = ws.split();
@@ -73,7 +74,8 @@ pub(crate) async fn serve(
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(64);
     let writer = tokio::spawn(async move {
         while let Some((ch, data)) = out_rx.recv().await {
-            if sink.send(frame(b64, ch, &data)).await.is_err() {
+            let sent = tokio::time::timeout(stall, sink.send(frame(b64, ch, &data))).await;
+            if !matches!(sent, Ok(Ok(()))) {
                 break;
             }
         }

@@ -7,119 +7,30 @@
 //! widened by WINDOW_UPDATE.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 
-use crate::spdy::{Codec, FLAG_FIN, Frame, Headers};
+use crate::spdy::{FLAG_FIN, Frame};
+use crate::spdy_conn::{Conn, Out, Reader, accept, give_back, handle_control};
 use crate::ws::{Io, size, status, status_text};
 use crate::{Backend, Streams};
 
-const INITIAL_WINDOW: i64 = 64 * 1024;
-/// Data frames are sent in pieces of at most this.
-const CHUNK: usize = 16 * 1024;
 /// How long the client has to open every stream it should.
 const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Send windows: per stream, and the session's (key 0).
-#[derive(Debug, Default)]
-struct Windows {
-    map: Mutex<HashMap<u32, i64>>,
-    initial: Mutex<i64>,
-    changed: Notify,
-}
-
-impl Windows {
-    fn get(&self, stream: u32) -> i64 {
-        let initial = *self.initial.lock().unwrap_or_else(|e| e.into_inner());
-        *self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&stream)
-            .unwrap_or(&initial)
-    }
-
-    fn add(&self, stream: u32, delta: i64) {
-        let initial = *self.initial.lock().unwrap_or_else(|e| e.into_inner());
-        *self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(stream)
-            .or_insert(initial) += delta;
-        self.changed.notify_waiters();
-    }
-}
-
-/// What the writer sends.
-enum Out {
-    Frame(Frame),
-    /// Data on a stream, flow-controlled; FIN after it with `fin`.
-    Data(u32, Vec<u8>, bool),
-}
-
-/// Serves `req` over the upgraded `sock`; with `v4` the status on the
-/// error stream is JSON, else text (and nothing on success).
-pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn Backend>) {
-    let (mut rd, mut wr) = sock.into_split();
-    let windows = Arc::new(Windows {
-        initial: Mutex::new(INITIAL_WINDOW),
-        ..Default::default()
-    });
-    // The session's window is its own; SETTINGS do not move it.
-    windows.add(0, 0);
-    let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
-    let w = windows.clone();
-    let writer = tokio::spawn(async move {
-        let Ok(mut codec) = Codec::new() else { return };
-        while let Some(o) = out_rx.recv().await {
-            match o {
-                Out::Frame(f) => {
-                    let Ok(b) = codec.encode(&f) else { return };
-                    if wr.write_all(&b).await.is_err() {
-                        return;
-                    }
-                }
-                Out::Data(stream, data, fin) => {
-                    let mut rest = &data[..];
-                    loop {
-                        // Wait for room in both windows.
-                        let room = loop {
-                            let notified = w.changed.notified();
-                            let room = w.get(stream).min(w.get(0));
-                            if room > 0 || rest.is_empty() {
-                                break room;
-                            }
-                            notified.await;
-                        };
-                        let n = rest.len().min(CHUNK).min(room.max(0) as usize);
-                        let last = n == rest.len();
-                        let f = Frame::Data {
-                            stream,
-                            flags: if last && fin { FLAG_FIN } else { 0 },
-                            data: rest[..n].to_vec(),
-                        };
-                        w.add(stream, -(n as i64));
-                        w.add(0, -(n as i64));
-                        let Ok(b) = codec.encode(&f) else { return };
-                        if wr.write_all(&b).await.is_err() {
-                            return;
-                        }
-                        rest = &rest[n..];
-                        if last {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
-
+/// Serves `req` over the upgraded connection `io`; with `v4` the status on
+/// the error stream is JSON, else text (and nothing on success). The
+/// session ends if the client takes no data for `stall`.
+pub(crate) async fn serve<S>(io: S, req: Io, v4: bool, stall: Duration, backend: Arc<dyn Backend>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(io);
+    let conn = Conn::start(wr, stall);
+    let (windows, out_tx) = (conn.windows.clone(), conn.out.clone());
     let (want_in, want_out, want_err, tty) = req.wants();
     let mut expected: Vec<&str> = vec!["error"];
     for (want, name) in [
@@ -134,36 +45,15 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
     }
     // Read frames until every expected stream is open; then keep reading
     // in a task of its own.
-    let mut codec = match Codec::new() {
-        Ok(c) => c,
-        Err(_) => return,
+    let Ok(mut reader) = Reader::new(rd) else {
+        conn.finish(0, 1).await;
+        return;
     };
-    let mut buf: Vec<u8> = Vec::new();
     let mut streams: HashMap<String, u32> = HashMap::new();
     let mut early: Vec<Frame> = Vec::new();
-    let read_frame = async |rd: &mut tokio::net::tcp::OwnedReadHalf,
-                            buf: &mut Vec<u8>,
-                            codec: &mut Codec|
-           -> Option<Frame> {
-        loop {
-            match codec.decode(buf) {
-                Ok(Some((f, used))) => {
-                    buf.drain(..used);
-                    return Some(f);
-                }
-                Ok(None) => {}
-                Err(_) => return None,
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            match rd.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
     let opened = tokio::time::timeout(STREAMS_TIMEOUT, async {
         while !expected.iter().all(|e| streams.contains_key(*e)) {
-            let f = read_frame(&mut rd, &mut buf, &mut codec).await?;
+            let f = reader.next().await?;
             handle_control(&f, &windows, &out_tx).await;
             // Data that comes before the last stream opens (stdin, say) is
             // kept for when the process runs.
@@ -180,13 +70,7 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
                     .and_then(|v| v.first())
                     .cloned()
                     .unwrap_or_default();
-                let _ = out_tx
-                    .send(Out::Frame(Frame::SynReply {
-                        stream,
-                        flags: 0,
-                        headers: Headers::new(),
-                    }))
-                    .await;
+                let _ = out_tx.send(accept(stream)).await;
                 streams.insert(kind, stream);
             }
         }
@@ -194,14 +78,9 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
     })
     .await;
     if !matches!(opened, Ok(Some(()))) {
-        let _ = out_tx
-            .send(Out::Frame(Frame::GoAway {
-                last_good: 0,
-                status: 1,
-            }))
-            .await;
         drop(out_tx);
-        let _ = writer.await;
+        let last = streams.values().max().copied().unwrap_or(0);
+        conn.finish(last, 1).await;
         return;
     }
     let id = |k: &str| streams.get(k).copied();
@@ -218,22 +97,26 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
         (None, None)
     };
     let (stdin_id, resize_id) = (id("stdin"), id("resize"));
+    let last = streams.values().max().copied().unwrap_or(0);
     let w = windows.clone();
     let control = out_tx.clone();
-    let reader = tokio::spawn(async move {
+    let mut closed = conn.closed.clone();
+    let reading = tokio::spawn(async move {
         let mut stdin_tx = stdin_tx;
         let mut resize_buf: Vec<u8> = Vec::new();
         let mut early = early.into_iter();
         loop {
             let f = match early.next() {
                 Some(f) => f,
-                None => match read_frame(&mut rd, &mut buf, &mut codec).await {
-                    Some(f) => {
-                        handle_control(&f, &w, &control).await;
-                        f
-                    }
-                    None => break,
-                },
+                None => {
+                    let f = tokio::select! {
+                        f = reader.next() => f,
+                        _ = crate::spdy_conn::closed(&mut closed) => None,
+                    };
+                    let Some(f) = f else { break };
+                    handle_control(&f, &w, &control).await;
+                    f
+                }
             };
             let Frame::Data {
                 stream,
@@ -244,16 +127,8 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
                 continue;
             };
             // What was taken is room again, for the stream and the session.
-            if !data.is_empty() {
-                for s in [stream, 0] {
-                    let _ = control
-                        .send(Out::Frame(Frame::WindowUpdate {
-                            stream: s,
-                            delta: data.len() as u32,
-                        }))
-                        .await;
-                }
-            }
+            let open = flags & FLAG_FIN == 0;
+            give_back(&control, open.then_some(stream), data.len()).await;
             if Some(stream) == stdin_id {
                 if let Some(t) = &stdin_tx
                     && !data.is_empty()
@@ -316,43 +191,7 @@ pub(crate) async fn serve(sock: TcpStream, req: Io, v4: bool, backend: Arc<dyn B
         };
         let _ = out_tx.send(Out::Data(err, text.into_bytes(), true)).await;
     }
-    let _ = out_tx
-        .send(Out::Frame(Frame::GoAway {
-            last_good: 0,
-            status: 0,
-        }))
-        .await;
     drop(out_tx);
-    let _ = writer.await;
-    reader.abort();
-}
-
-/// PING answered, windows widened, settings taken.
-async fn handle_control(f: &Frame, w: &Windows, out: &mpsc::Sender<Out>) {
-    match f {
-        Frame::Ping { id } => {
-            let _ = out.send(Out::Frame(Frame::Ping { id: *id })).await;
-        }
-        Frame::WindowUpdate { stream, delta } => w.add(*stream, i64::from(*delta)),
-        Frame::Settings { entries, .. } => {
-            for (_, id, value) in entries {
-                // SETTINGS_INITIAL_WINDOW_SIZE.
-                if *id == 7 {
-                    let mut initial = w.initial.lock().unwrap_or_else(|e| e.into_inner());
-                    let change = i64::from(*value) - *initial;
-                    *initial = i64::from(*value);
-                    drop(initial);
-                    let mut map = w.map.lock().unwrap_or_else(|e| e.into_inner());
-                    for (s, v) in map.iter_mut() {
-                        if *s != 0 {
-                            *v += change;
-                        }
-                    }
-                    drop(map);
-                    w.changed.notify_waiters();
-                }
-            }
-        }
-        _ => {}
-    }
+    conn.finish(last, 0).await;
+    reading.abort();
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -16,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::http::{Head, respond};
-use crate::{Backend, Request, Streams};
+use crate::{Backend, Request, Shared, Streams};
 
 /// The requests that stream a process's stdio.
 pub(crate) enum Io {
@@ -43,8 +45,12 @@ impl Io {
     }
 }
 
-/// Port forwarding's subprotocols: binary, and base64 text.
-pub(crate) const PORTFORWARD: [&str; 2] = ["portforward.k8s.io", "base64.portforward.k8s.io"];
+/// Port forwarding's subprotocols: binary, base64 text, and SPDY's
+/// port forwarding tunnelled in binary messages.
+pub(crate) const PORTFORWARD: [&str; 3] =
+    ["portforward.k8s.io", "base64.portforward.k8s.io", TUNNEL];
+/// client-go's SPDY-over-WebSocket port forwarding.
+pub(crate) const TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
 /// What this server speaks, in the order it prefers them.
 pub(crate) const PROTOCOLS: [&str; 4] = [
@@ -204,14 +210,21 @@ pub(crate) async fn serve(
     sock: TcpStream,
     head: &Head,
     req: Request,
-    backend: Arc<dyn Backend>,
+    shared: &Arc<Shared>,
 ) -> std::io::Result<()> {
+    let (backend, stall) = (shared.backend.clone(), shared.stall);
     let req = match req {
         Request::PortForward(pf) => {
             let Some((ws, proto)) = handshake(sock, head, &PORTFORWARD).await? else {
                 return Ok(());
             };
-            crate::portforward::serve(ws, proto == PORTFORWARD[1], pf, head, backend).await;
+            if proto == TUNNEL {
+                let io = tunnel(ws, stall);
+                crate::spdy_portforward::serve(io, pf.pod_sandbox_id, stall, backend).await;
+            } else {
+                crate::portforward::serve(ws, proto == PORTFORWARD[1], pf, head, stall, backend)
+                    .await;
+            }
             return Ok(());
         }
         Request::Exec(e) => Io::Exec(e),
@@ -234,7 +247,8 @@ pub(crate) async fn serve(
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(64);
     let writer = tokio::spawn(async move {
         while let Some((ch, data)) = out_rx.recv().await {
-            if sink.send(frame(proto, ch, &data)).await.is_err() {
+            let sent = tokio::time::timeout(stall, sink.send(frame(proto, ch, &data))).await;
+            if !matches!(sent, Ok(Ok(()))) {
                 break;
             }
         }
@@ -319,6 +333,48 @@ pub(crate) async fn serve(
     let _ = writer.await;
     reader.abort();
     Ok(())
+}
+
+/// A byte stream over `ws`'s binary messages, as client-go's tunnelling
+/// connection makes one: each message is a piece of the stream, a text
+/// message ends it.
+fn tunnel(ws: WebSocketStream<TcpStream>, stall: Duration) -> tokio::io::DuplexStream {
+    let (ours, theirs) = tokio::io::duplex(256 * 1024);
+    let (mut rd, mut wr) = tokio::io::split(ours);
+    let (mut sink, mut source) = ws.split();
+    let inbound = tokio::spawn(async move {
+        while let Some(Ok(m)) = source.next().await {
+            match m {
+                Message::Binary(b) => {
+                    if wr.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                _ => break,
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let m = Message::Binary(buf[..n].to_vec().into());
+                    let sent = tokio::time::timeout(stall, sink.send(m)).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.close().await;
+        inbound.abort();
+    });
+    theirs
 }
 
 #[cfg(test)]

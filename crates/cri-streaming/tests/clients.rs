@@ -1,13 +1,17 @@
 //! The server against clients nobody here wrote, with a backend of the
-//! test's own (stdin back on stdout, a line on stderr, exit 5): npm's
-//! spdy-transport speaking SPDY/3.1 as the kubelet's remotecommand client.
+//! test's own (stdin back on stdout, a line on stderr, exit 5; port
+//! forwards to loopback ports): npm's spdy-transport speaking SPDY/3.1 as
+//! the kubelet's remotecommand and port-forward clients, directly and
+//! tunnelled in WebSocket (npm's ws) as client-go's tunnelling dialer does.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cri_streaming::{AttachRequest, Backend, BoxFuture, ExecRequest, Request, Server, Streams};
+use cri_streaming::{
+    AttachRequest, Backend, BoxFuture, ExecRequest, PortForwardRequest, Request, Server, Streams,
+};
 
 struct Echo;
 
@@ -41,10 +45,18 @@ impl Backend for Echo {
 
     fn port_forward(
         &self,
-        _pod: &str,
-        _port: u16,
+        pod: &str,
+        port: u16,
     ) -> BoxFuture<Result<tokio::net::TcpStream, String>> {
-        Box::pin(async { Err("no port forward here".to_string()) })
+        let pod = pod.to_string();
+        Box::pin(async move {
+            if pod != "p" {
+                return Err(format!("no pod {pod}"));
+            }
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map_err(|e| format!("port {port}: {e}"))
+        })
     }
 }
 
@@ -59,6 +71,181 @@ fn modules() -> Option<PathBuf> {
     );
     eprintln!("skipping: no .node/node_modules/spdy-transport");
     None
+}
+
+/// Runs a client script of examples/mini-runtime/tests/cri with `args`;
+/// what it printed.
+async fn node(modules: PathBuf, script: &str, args: Vec<String>) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/mini-runtime/tests/cri")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .env("NODE_PATH", &modules)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A loopback TCP server that reads to the end and answers with what it
+/// read, prefixed: a forwarded connection must carry a half-close.
+async fn answering_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).await.is_ok() {
+                    let _ = s.write_all(format!("{port} got ").as_bytes()).await;
+                    let _ = s.write_all(&got).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_over_spdy_and_spdy_in_websocket() {
+    let Some(modules) = modules() else { return };
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(60),
+        Arc::new(Echo),
+    )
+    .await
+    .unwrap();
+    let (a, b) = (answering_port().await, answering_port().await);
+    let pf = || {
+        server.url_for(Request::PortForward(PortForwardRequest {
+            pod_sandbox_id: "p".into(),
+            ports: vec![],
+        }))
+    };
+    for mode in ["spdy", "websocket"] {
+        // Two ports, a big payload past every window, a port nobody
+        // listens on; all at once on one session.
+        let args = vec![
+            pf(),
+            mode.to_string(),
+            format!("{a}=hello"),
+            format!("{b}=there"),
+            format!("{a}=@1048576"),
+            "1=nobody".to_string(),
+        ];
+        let r = node(modules.clone(), "spdy_portforward.js", args).await;
+        let want = if mode == "spdy" {
+            "portforward.k8s.io"
+        } else {
+            "SPDY/3.1+portforward.k8s.io"
+        };
+        assert_eq!(r["protocol"], want, "{r}");
+        let f = &r["forwards"];
+        assert_eq!(f[0]["data"], format!("{a} got hello"), "{r}");
+        assert_eq!(f[1]["data"], format!("{b} got there"), "{r}");
+        assert_eq!(f[2]["length"], format!("{a} got ").len() + (1 << 20), "{r}");
+        for i in 0..3 {
+            assert_eq!(f[i]["error"], "", "{r}");
+        }
+        assert_eq!(f[3]["data"], "", "{r}");
+        let e = f[3]["error"].as_str().unwrap();
+        assert!(e.contains("port 1") && e.contains("refused"), "{r}");
+        // Twenty connections in one session.
+        let mut args = vec![pf(), mode.to_string()];
+        args.extend((0..20).map(|i| format!("{a}=n{i}")));
+        let r = node(modules.clone(), "spdy_portforward.js", args).await;
+        for i in 0..20 {
+            assert_eq!(r["forwards"][i]["data"], format!("{a} got n{i}"), "{r}");
+        }
+    }
+    // A bad port header is told on the error stream; the session goes on.
+    let r = node(
+        modules.clone(),
+        "spdy_portforward.js",
+        vec![pf(), "spdy".into(), "0=x".into(), format!("{a}=fine")],
+    )
+    .await;
+    assert!(
+        r["forwards"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a TCP port"),
+        "{r}"
+    );
+    assert_eq!(r["forwards"][1]["data"], format!("{a} got fine"), "{r}");
+    // A pod the backend does not know: the backend's reason.
+    let url = server.url_for(Request::PortForward(PortForwardRequest {
+        pod_sandbox_id: "gone".into(),
+        ports: vec![],
+    }));
+    let r = node(
+        modules.clone(),
+        "spdy_portforward.js",
+        vec![url, "websocket".into(), format!("{a}=x")],
+    )
+    .await;
+    assert!(
+        r["forwards"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no pod gone"),
+        "{r}"
+    );
+    // Exec protocols are not port forwarding's.
+    let url = pf();
+    let r = node(
+        modules.clone(),
+        "spdy_client.js",
+        vec![
+            url,
+            "x".into(),
+            "".into(),
+            "".into(),
+            "v4.channel.k8s.io".into(),
+        ],
+    )
+    .await;
+    assert_eq!(r["http_status"], 403, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_output_past_every_window_over_spdy() {
+    let Some(modules) = modules() else { return };
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(60),
+        Arc::new(Echo),
+    )
+    .await
+    .unwrap();
+    let url = server.url_for(Request::Exec(ExecRequest {
+        container_id: "c".into(),
+        cmd: vec!["big".into()],
+        tty: false,
+        stdin: false,
+        stdout: true,
+        stderr: true,
+    }));
+    let r = node(
+        modules,
+        "spdy_client.js",
+        vec![url, "".into(), "".into(), "".into()],
+    )
+    .await;
+    assert_eq!(r["stdout"].as_str().unwrap().len(), 64 * 32 * 1024);
+    assert!(r["stdout"].as_str().unwrap().bytes().all(|b| b == b'x'));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -384,6 +384,17 @@ impl Attach {
         })
     }
 
+    /// Ends the connection for every handle on it: a `recv` blocked on
+    /// another handle returns `None`. The container's stdin stays open.
+    pub fn detach(&self) -> Result<()> {
+        match self.stream.shutdown(std::net::Shutdown::Both) {
+            Ok(()) => Ok(()),
+            // Already closed by the monitor.
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+            Err(e) => Err(io_err("closing the attach connection", ATTACH_SOCKET)(e)),
+        }
+    }
+
     /// Sends one frame (stdin, its end, or a resize).
     pub fn send(&mut self, f: &Frame) -> Result<()> {
         self.stream

@@ -1,9 +1,11 @@
-//! Exec and Attach through `serve`'s streaming server, driven by a
-//! WebSocket client nobody here wrote (PyPI's websocket-client,
-//! `tests/cri/ws_client.py`): the v5, v4, v1 and base64 channel protocols,
-//! stdin and its close, both output streams, the exit code in the v4
-//! status, a terminal with a resize, attach to a container's stdio, port
-//! forwarding (`portforward.k8s.io`), and tokens that work once.
+//! Exec, Attach and PortForward through `serve`'s streaming server, driven
+//! by clients nobody here wrote: PyPI's websocket-client
+//! (`tests/cri/ws_client.py`) in the v5, v4, v1 and base64 channel
+//! protocols and `portforward.k8s.io`; npm's spdy-transport
+//! (`tests/cri/spdy_*.js`) over SPDY/3.1 and SPDY tunnelled in WebSocket.
+//! Stdin and its close, both output streams, the exit code in the v4
+//! status, a terminal with a resize, attach with and without `stdin_once`,
+//! port forwarding, and tokens that work once.
 
 mod common;
 
@@ -16,8 +18,8 @@ use cri_api::Code;
 use cri_api::v1::{AttachRequest, ExecRequest, RuntimeServiceClient};
 
 #[test]
-fn exec_and_attach_over_websocket() {
-    if !root_or_skip("exec_and_attach_over_websocket") {
+fn exec_attach_and_port_forward_from_real_clients() {
+    if !root_or_skip("exec_attach_and_port_forward_from_real_clients") {
         return;
     }
     let Some(py) = python() else { return };
@@ -156,8 +158,57 @@ fn exec_and_attach_over_websocket() {
             .unwrap()
             .into_inner()
             .url;
-        let r = ws(&py, &url, "v5.channel.k8s.io", "x\n", "");
+        let r = common::serve::ws_client_until(&py, &url, "v5.channel.k8s.io", "x\n", "", "got-x");
         assert_eq!(r["stdout"], "got-x\n", "{r}");
+        // Without stdin_once, the end of the client's stdin ends the
+        // attach and leaves the container's open: a second attach, over
+        // SPDY from spdy-transport, is heard.
+        let attach_url = |c: &mut RuntimeServiceClient<_>, id: &str| {
+            let mut c = c.clone();
+            let req = AttachRequest {
+                container_id: id.to_string(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            };
+            async move { c.attach(req).await.unwrap().into_inner().url }
+        };
+        let url = attach_url(&mut c, &echo).await;
+        if let Some(r) =
+            common::serve::node_client("spdy_client.js", &[&url, "y\n", "", "", "", "got-y"])
+        {
+            assert_eq!(r["protocol"], "v4.channel.k8s.io", "{r}");
+            assert_eq!(r["stdout"], "got-y\n", "{r}");
+            let status: serde_json::Value =
+                serde_json::from_str(r["error"].as_str().unwrap()).unwrap();
+            assert_eq!(status["status"], "Success", "{r}");
+        }
+        let st = common::serve::status(&mut c, &echo).await;
+        assert_eq!(
+            st.state(),
+            cri_api::v1::ContainerState::ContainerRunning,
+            "{st:?}"
+        );
+        // With stdin_once, it closes the container's stdin: the loop ends.
+        let mut once_cfg = config(
+            "once",
+            &image,
+            &[
+                "/bin/sh",
+                "-c",
+                "while read l; do echo once-$l; done; echo bye",
+            ],
+        );
+        once_cfg.stdin = true;
+        once_cfg.stdin_once = true;
+        let once = create(&mut c, &pod, once_cfg, &pod_cfg).await.unwrap();
+        start(&mut c, &once).await;
+        let url = attach_url(&mut c, &once).await;
+        let r = common::serve::ws_client_until(&py, &url, "v5.channel.k8s.io", "z\n", "", "once-z");
+        assert!(r["stdout"].as_str().unwrap().starts_with("once-z\n"), "{r}");
+        let st = common::serve::exited(&mut c, &once).await;
+        assert_eq!(st.exit_code, 0, "{st:?}");
 
         // PortForward: a web server in the (host-network) pod on a loopback
         // port, reached through the stream; a port nobody listens on is
@@ -217,6 +268,26 @@ fn exec_and_attach_over_websocket() {
         let url = pf(&mut c, port + 1).await;
         let r = ws(&py, &url, "portforward.k8s.io", "", "");
         assert!(r["error"].as_str().unwrap().contains("refused"), "{r}");
+        // The same over SPDY (as kubectl and crictl do it) and SPDY
+        // tunnelled in WebSocket (crictl -r websocket), from spdy-transport:
+        // two connections on one session, one to a port nobody listens on.
+        for mode in ["spdy", "websocket"] {
+            let url = pf(&mut c, port).await;
+            let get = format!("{port}=GET / HTTP/1.0\r\n\r\n");
+            let none = format!("{}=x", port + 1);
+            let Some(r) =
+                common::serve::node_client("spdy_portforward.js", &[&url, mode, &get, &none])
+            else {
+                break;
+            };
+            let f = &r["forwards"];
+            assert!(
+                f[0]["data"].as_str().unwrap().ends_with("forwarded\n"),
+                "{r}"
+            );
+            assert_eq!(f[0]["error"], "", "{r}");
+            assert!(f[1]["error"].as_str().unwrap().contains("refused"), "{r}");
+        }
 
         // Bad requests: no stream, tty with stderr, a missing container.
         let e = c

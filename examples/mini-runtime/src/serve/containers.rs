@@ -117,6 +117,12 @@ struct Ctr {
     resources: ResourcesRecord,
     /// The exit, once seen (kept for after a reboot).
     exit: Option<ExitRecord>,
+    /// Whether an attach's end of stdin closes the container's (CRI's
+    /// `stdin_once`), and whether it has a terminal.
+    #[serde(default)]
+    stdin_once: bool,
+    #[serde(default)]
+    tty: bool,
 }
 
 impl Ctr {
@@ -408,6 +414,8 @@ impl Containers {
                 })
                 .collect(),
             stop_signal: String::new(),
+            stdin_once: cfg.stdin_once,
+            tty: cfg.tty,
             uid: 0,
             gid: 0,
             groups: Vec::new(),
@@ -1012,6 +1020,15 @@ impl Containers {
             )));
         }
         Ok(c.id)
+    }
+
+    /// Whether the end of an attach's stdin closes container `id`'s stdin:
+    /// with `stdin_once` and no terminal, as containerd has it. Otherwise
+    /// it ends the attach, and the container's stdin stays open for the
+    /// next.
+    pub(crate) fn closes_stdin_on_detach(&self, id: &str) -> Result<bool, Status> {
+        let c = self.get(id)?;
+        Ok(c.stdin_once && !c.tty)
     }
 
     /// Starts `cmd` in container `id` for a stream: with a terminal, or

@@ -151,6 +151,9 @@ impl Backend for StreamBackend {
                 resize,
             } = s;
             let id = req.container_id.clone();
+            let close_stdin = ctrs
+                .closes_stdin_on_detach(&id)
+                .map_err(|e| e.message().to_string())?;
             let c = ctrs.clone();
             let mut a = tokio::task::spawn_blocking(move || c.runtime().attach(&id))
                 .await
@@ -158,6 +161,9 @@ impl Backend for StreamBackend {
                 .map_err(|e| e.to_string())?;
             let to_monitor = a.try_clone().map_err(|e| e.to_string())?;
             let to_monitor = Arc::new(std::sync::Mutex::new(to_monitor));
+            // The end of the client's stdin: the container's closes
+            // (stdin_once), or the attach ends.
+            let (detach_tx, mut detach_rx) = tokio::sync::oneshot::channel::<()>();
             if let Some(mut rx) = stdin {
                 let m = to_monitor.clone();
                 std::thread::spawn(move || {
@@ -167,8 +173,12 @@ impl Backend for StreamBackend {
                             return;
                         }
                     }
-                    let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = m.send(&oci_runtime::monitor::Frame::CloseStdin);
+                    if close_stdin {
+                        let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+                        let _ = m.send(&oci_runtime::monitor::Frame::CloseStdin);
+                    } else {
+                        let _ = detach_tx.send(());
+                    }
                 });
             }
             if let Some(mut rx) = resize {
@@ -184,7 +194,7 @@ impl Backend for StreamBackend {
                     }
                 });
             }
-            tokio::task::spawn_blocking(move || {
+            let relay = tokio::task::spawn_blocking(move || {
                 use oci_runtime::monitor::Frame;
                 while let Ok(Some(f)) = a.recv() {
                     let (tx, data) = match f {
@@ -199,9 +209,23 @@ impl Backend for StreamBackend {
                         break;
                     }
                 }
-            })
-            .await
-            .map_err(|e| format!("the attach task: {e}"))
+            });
+            let detached = async {
+                if (&mut detach_rx).await.is_err() {
+                    // No stdin, or it closed the container's: the attach
+                    // lasts as long as the container.
+                    std::future::pending::<()>().await;
+                }
+            };
+            let ender = to_monitor.clone();
+            tokio::select! {
+                r = relay => r.map_err(|e| format!("the attach task: {e}")),
+                () = detached => {
+                    // The relay's recv returns: its output senders go.
+                    let _ = ender.lock().unwrap_or_else(|e| e.into_inner()).detach();
+                    Ok(())
+                }
+            }
         })
     }
 }

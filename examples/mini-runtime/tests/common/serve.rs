@@ -332,11 +332,23 @@ pub fn ws_client(
     stdin: &str,
     size: &str,
 ) -> serde_json::Value {
+    ws_client_until(python, url, proto, stdin, size, "")
+}
+
+/// As [`ws_client`]; with v5, stdin closes only once stdout has `end_after`.
+pub fn ws_client_until(
+    python: &std::path::Path,
+    url: &str,
+    proto: &str,
+    stdin: &str,
+    size: &str,
+    end_after: &str,
+) -> serde_json::Value {
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cri/ws_client.py");
     let out = Command::new(python)
         .arg(script)
-        .args([url, proto, stdin, size])
+        .args([url, proto, stdin, size, end_after])
         .output()
         .unwrap();
     assert!(
@@ -351,25 +363,38 @@ pub fn ws_client(
 /// `.node` by the test command) against a streaming URL; what it printed.
 /// `None` (skip) outside CI without node or the module.
 pub fn spdy_client(url: &str, stdin: &str, size: &str, tty: bool) -> Option<serde_json::Value> {
+    node_client(
+        "spdy_client.js",
+        &[url, stdin, size, if tty { "tty" } else { "" }],
+    )
+}
+
+/// Runs a node client of `tests/cri` with `args` (npm's spdy-transport and
+/// websocket-driver, installed in `.node` by the test command); what it
+/// printed. `None` (skip) outside CI without node or the modules.
+pub fn node_client(script: &str, args: &[&str]) -> Option<serde_json::Value> {
     let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let modules = manifest.join("../../.node/node_modules");
-    if !modules.join("spdy-transport").is_dir() {
+    let installed = ["spdy-transport", "websocket-driver"]
+        .iter()
+        .all(|m| modules.join(m).is_dir());
+    if !installed {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "spdy-transport not installed in .node: the test command installs it"
+            "spdy-transport or websocket-driver not installed in .node: the test command installs them"
         );
-        eprintln!("skipping the SPDY client: no .node/node_modules/spdy-transport");
+        eprintln!("skipping the node client: no .node/node_modules/spdy-transport");
         return None;
     }
     let out = Command::new("node")
-        .arg(manifest.join("tests/cri/spdy_client.js"))
-        .args([url, stdin, size, if tty { "tty" } else { "" }])
+        .arg(manifest.join("tests/cri").join(script))
+        .args(args)
         .env("NODE_PATH", &modules)
         .output()
         .expect("node");
     assert!(
         out.status.success(),
-        "spdy client: {}",
+        "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     Some(serde_json::from_slice(&out.stdout).unwrap())

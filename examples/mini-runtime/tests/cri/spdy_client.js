@@ -1,67 +1,57 @@
 // A CRI streaming client over SPDY/3.1 made with npm's spdy-transport (a
 // SPDY implementation nobody here wrote), as the kubelet's remotecommand
-// client speaks it, for tests/cri_streaming.rs.
+// client speaks it, for the exec and attach tests.
 //
-// Usage: node spdy_client.js URL STDIN_TEXT [WIDTHxHEIGHT] [TTY]
-// Upgrades a POST of URL to SPDY/3.1 offering v4.channel.k8s.io, opens the
-// error, stdin (with text), stdout, stderr (no terminal) or resize
-// (terminal) streams, sends stdin and a resize, and prints JSON: the
-// protocol, stdout, stderr and the error stream, or the HTTP status of a
-// refused upgrade.
-const net = require("net");
-const transport = require("spdy-transport");
+// Usage: node spdy_client.js URL STDIN_TEXT [WIDTHxHEIGHT] [TTY] [PROTOCOL] [END_AFTER]
+// Upgrades a POST of URL to SPDY/3.1 offering PROTOCOL (by default
+// v4.channel.k8s.io and channel.k8s.io), opens the error, stdin (with
+// text), stdout, stderr (no terminal) or resize (terminal) streams, sends
+// stdin and a resize, and prints JSON: the protocol, stdout, stderr and the
+// error stream, or the HTTP status of a refused upgrade. With END_AFTER,
+// stdin is ended only once stdout has that text.
+const { dial } = require("./spdy_dial.js");
 
-const [url, stdinText, size, tty] = process.argv.slice(2);
-const u = new URL(url);
+const [url, stdinText, size, tty, proto, endAfter] = process.argv.slice(2);
 const out = { protocol: "", stdout: "", stderr: "", error: "" };
-const sock = net.connect(Number(u.port), u.hostname, () => {
-  sock.write(
-    `POST ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\n` +
-      "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n" +
-      "X-Stream-Protocol-Version: channel.k8s.io\r\n\r\n",
-  );
-});
 setTimeout(() => {
   console.error("timed out: " + JSON.stringify(out));
   process.exit(3);
 }, 30000).unref();
-let head = Buffer.alloc(0);
-function onData(d) {
-  head = Buffer.concat([head, d]);
-  const i = head.indexOf("\r\n\r\n");
-  if (i < 0) return;
-  sock.removeListener("data", onData);
-  const text = head.slice(0, i).toString();
-  const rest = head.slice(i + 4);
-  if (!text.startsWith("HTTP/1.1 101")) {
-    console.log(JSON.stringify({ http_status: Number(text.split(" ")[1]) }));
+const offer = proto ? [proto] : ["v4.channel.k8s.io", "channel.k8s.io"];
+dial(url, offer, false, ({ conn, protocol, httpStatus }) => {
+  if (httpStatus) {
+    console.log(JSON.stringify({ http_status: httpStatus }));
     process.exit(0);
   }
-  const m = /X-Stream-Protocol-Version: (\S+)/i.exec(text);
-  out.protocol = m ? m[1] : "";
-  sock.pause();
-  if (rest.length) sock.unshift(rest);
-  const conn = transport.connection.create(sock, { protocol: "spdy", isServer: false });
-  conn.start(3.1);
-  const open = (type) =>
-    conn.request({ method: "POST", path: "/", host: u.host, headers: { streamtype: type } });
+  out.protocol = protocol;
+  const open = (type) => conn.request({ method: "POST", path: "/", host: "localhost", headers: { streamtype: type } });
   let pending = 0;
   const collect = (s, key) => {
     pending++;
     s.on("data", (b) => (out[key] += b.toString()));
     s.on("end", () => {
       if (--pending === 0) {
-        console.log(JSON.stringify(out));
-        process.exit(0);
+        process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(0));
       }
     });
   };
   collect(open("error"), "error");
+  let stdin = null;
   if (stdinText) {
-    const s = open("stdin");
-    s.end(Buffer.from(stdinText));
+    stdin = open("stdin");
+    if (endAfter) stdin.write(Buffer.from(stdinText));
+    else stdin.end(Buffer.from(stdinText));
   }
-  collect(open("stdout"), "stdout");
+  const stdout = open("stdout");
+  collect(stdout, "stdout");
+  if (stdin && endAfter) {
+    stdout.on("data", () => {
+      if (stdin && out.stdout.includes(endAfter)) {
+        stdin.end();
+        stdin = null;
+      }
+    });
+  }
   if (tty === "tty") {
     const r = open("resize");
     if (size) {
@@ -71,10 +61,4 @@ function onData(d) {
   } else {
     collect(open("stderr"), "stderr");
   }
-  sock.resume();
-}
-sock.on("data", onData);
-sock.on("error", (e) => {
-  console.error(String(e));
-  process.exit(2);
 });

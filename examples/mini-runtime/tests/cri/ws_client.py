@@ -3,7 +3,8 @@ tests/cri_streaming.rs: connects to an Exec or Attach URL with one channel
 subprotocol, sends stdin (and, with v5, closes it), optionally a terminal
 resize first, and collects every channel until the server closes.
 
-Usage: ws_client.py URL PROTOCOL STDIN_TEXT [WIDTHxHEIGHT]
+Usage: ws_client.py URL PROTOCOL STDIN_TEXT [WIDTHxHEIGHT] [END_AFTER]
+With END_AFTER, stdin is closed (v5) only once stdout has that text.
 Prints JSON: the chosen protocol, stdout, stderr, the error channel, or
 the HTTP status of a refused handshake. With portforward.k8s.io, STDIN_TEXT
 goes to the first port's data channel; the output has the port numbers the
@@ -19,6 +20,7 @@ import websocket
 def main():
     url, proto, stdin = sys.argv[1:4]
     size = sys.argv[4] if len(sys.argv) > 4 else ""
+    end_after = sys.argv[5] if len(sys.argv) > 5 else ""
     b64 = proto == "base64.channel.k8s.io"
 
     def send(ch, data):
@@ -59,26 +61,35 @@ def main():
         send(4, json.dumps({"Width": int(w), "Height": int(h)}).encode())
     if stdin:
         send(0, stdin.encode())
-    if proto == "v5.channel.k8s.io":
-        ws.send_binary(bytes([255, 0]))
     names = {1: "stdout", 2: "stderr", 3: "error"}
-    while True:
-        try:
-            op, data = ws.recv_data()
-        except websocket.WebSocketConnectionClosedException:
-            break
+
+    def take(op, data):
+        """Adds a message to the output; False at the end."""
         if op == websocket.ABNF.OPCODE_CLOSE:
-            break
+            return False
+        if not data:
+            return True
         if b64:
-            if not data:
-                continue
             ch, data = data[0] - ord("0"), base64.b64decode(data[1:])
         else:
-            if not data:
-                continue
             ch, data = data[0], data[1:]
         if ch in names:
             out[names[ch]] += data.decode(errors="replace")
+        return True
+
+    def recv():
+        try:
+            return take(*ws.recv_data())
+        except websocket.WebSocketConnectionClosedException:
+            return False
+
+    more = True
+    while end_after and end_after not in out["stdout"] and more:
+        more = recv()
+    if proto == "v5.channel.k8s.io" and more:
+        ws.send_binary(bytes([255, 0]))
+    while more:
+        more = recv()
     print(json.dumps(out))
 
 

@@ -1,0 +1,358 @@
+//! One SPDY/3.1 connection's plumbing, shared by the exec/attach and the
+//! port-forward sessions: a writer task that keeps 3.1's flow control (a
+//! send window per stream and one for the session, 64 KiB to start, widened
+//! by the peer's WINDOW_UPDATE and SETTINGS), a frame reader, and the
+//! answers to PING, WINDOW_UPDATE and SETTINGS.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::spdy::{Codec, FLAG_FIN, Frame};
+
+const INITIAL_WINDOW: i64 = 64 * 1024;
+/// Data frames are sent in pieces of at most this.
+const CHUNK: usize = 16 * 1024;
+/// SETTINGS_INITIAL_WINDOW_SIZE.
+const SETTINGS_INITIAL_WINDOW: u32 = 7;
+
+/// Send windows: per stream, and the session's (key 0).
+#[derive(Debug)]
+pub(crate) struct Windows {
+    map: Mutex<HashMap<u32, i64>>,
+    initial: Mutex<i64>,
+    changed: Notify,
+}
+
+impl Windows {
+    fn new() -> Self {
+        let w = Windows {
+            map: Mutex::new(HashMap::new()),
+            initial: Mutex::new(INITIAL_WINDOW),
+            changed: Notify::new(),
+        };
+        // The session's window is its own; SETTINGS do not move it.
+        w.add(0, 0);
+        w
+    }
+
+    fn get(&self, stream: u32) -> i64 {
+        let initial = *self.initial.lock().unwrap_or_else(|e| e.into_inner());
+        *self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&stream)
+            .unwrap_or(&initial)
+    }
+
+    fn add(&self, stream: u32, delta: i64) {
+        let initial = *self.initial.lock().unwrap_or_else(|e| e.into_inner());
+        *self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(stream)
+            .or_insert(initial) += delta;
+        self.changed.notify_waiters();
+    }
+
+    /// A new initial window for every stream but the session.
+    fn set_initial(&self, value: u32) {
+        let mut initial = self.initial.lock().unwrap_or_else(|e| e.into_inner());
+        let change = i64::from(value) - *initial;
+        *initial = i64::from(value);
+        drop(initial);
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for (s, v) in map.iter_mut() {
+            if *s != 0 {
+                *v += change;
+            }
+        }
+        drop(map);
+        self.changed.notify_waiters();
+    }
+
+    /// Forgets a stream that is done with.
+    fn forget(&self, stream: u32) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&stream);
+    }
+}
+
+/// What the writer sends.
+pub(crate) enum Out {
+    Frame(Frame),
+    /// Data on a stream, flow-controlled; FIN after it with the flag.
+    Data(u32, Vec<u8>, bool),
+    /// The stream is done with: its window is forgotten (after what was
+    /// queued before is sent).
+    Forget(u32),
+}
+
+/// A connection: where to send frames, its windows, and a signal that
+/// the writer is gone (the peer left, or took no data for the stall time).
+pub(crate) struct Conn {
+    pub out: mpsc::Sender<Out>,
+    pub windows: Arc<Windows>,
+    pub closed: watch::Receiver<bool>,
+    pub writer: JoinHandle<()>,
+}
+
+impl Conn {
+    /// Starts the writer on `wr`. It gives up when the peer leaves no room
+    /// in a window for `stall`.
+    pub(crate) fn start<W>(mut wr: W, stall: Duration) -> Conn
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let windows = Arc::new(Windows::new());
+        let (out, mut rx) = mpsc::channel::<Out>(64);
+        let (closed_tx, closed) = watch::channel(false);
+        let w = windows.clone();
+        let writer = tokio::spawn(async move {
+            let _closed = CloseOnDrop(closed_tx);
+            let Ok(mut codec) = Codec::new() else { return };
+            while let Some(o) = rx.recv().await {
+                let (stream, data, fin) = match o {
+                    Out::Frame(f) => {
+                        let Ok(b) = codec.encode(&f) else { return };
+                        if wr.write_all(&b).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Out::Data(stream, data, fin) => (stream, data, fin),
+                    Out::Forget(stream) => {
+                        w.forget(stream);
+                        continue;
+                    }
+                };
+                let mut rest = &data[..];
+                loop {
+                    // Wait for room in both windows.
+                    let room = loop {
+                        let notified = w.changed.notified();
+                        let room = w.get(stream).min(w.get(0));
+                        if room > 0 || rest.is_empty() {
+                            break room;
+                        }
+                        if tokio::time::timeout(stall, notified).await.is_err() {
+                            let _ = wr.shutdown().await;
+                            return;
+                        }
+                    };
+                    let n = rest.len().min(CHUNK).min(room.max(0) as usize);
+                    let last = n == rest.len();
+                    let f = Frame::Data {
+                        stream,
+                        flags: if last && fin { FLAG_FIN } else { 0 },
+                        data: rest[..n].to_vec(),
+                    };
+                    w.add(stream, -(n as i64));
+                    w.add(0, -(n as i64));
+                    let Ok(b) = codec.encode(&f) else { return };
+                    if wr.write_all(&b).await.is_err() {
+                        return;
+                    }
+                    rest = &rest[n..];
+                    if last {
+                        break;
+                    }
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        Conn {
+            out,
+            windows,
+            closed,
+            writer,
+        }
+    }
+
+    /// Sends a GOAWAY (`last_good`: the newest stream of the client's this
+    /// side took), lets the writer drain and waits for it.
+    pub(crate) async fn finish(self, last_good: u32, status: u32) {
+        let _ = self
+            .out
+            .send(Out::Frame(Frame::GoAway { last_good, status }))
+            .await;
+        drop(self.out);
+        let _ = self.writer.await;
+    }
+}
+
+/// Marks the connection closed when the writer ends, however it ends.
+struct CloseOnDrop(watch::Sender<bool>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Reads frames off a connection.
+pub(crate) struct Reader<R> {
+    rd: R,
+    buf: Vec<u8>,
+    codec: Codec,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    pub(crate) fn new(rd: R) -> Result<Self, String> {
+        Ok(Reader {
+            rd,
+            buf: Vec::new(),
+            codec: Codec::new()?,
+        })
+    }
+
+    /// The next frame; `None` at the end of the connection or on a frame
+    /// that does not parse.
+    pub(crate) async fn next(&mut self) -> Option<Frame> {
+        loop {
+            match self.codec.decode(&self.buf) {
+                Ok(Some((f, used))) => {
+                    self.buf.drain(..used);
+                    return Some(f);
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// PING answered, windows widened, settings taken.
+pub(crate) async fn handle_control(f: &Frame, w: &Windows, out: &mpsc::Sender<Out>) {
+    match f {
+        Frame::Ping { id } => {
+            let _ = out.send(Out::Frame(Frame::Ping { id: *id })).await;
+        }
+        Frame::WindowUpdate { stream, delta } => w.add(*stream, i64::from(*delta)),
+        Frame::Settings { entries, .. } => {
+            for (_, id, value) in entries {
+                if *id == SETTINGS_INITIAL_WINDOW {
+                    w.set_initial(*value);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The SYN_REPLY that accepts a client's stream. HTTP's `:status` and
+/// `:version` are there because HTTP-minded clients (spdy-transport)
+/// reset a reply without them.
+pub(crate) fn accept(stream: u32) -> Out {
+    let mut headers = crate::spdy::Headers::new();
+    headers.insert(":status".into(), vec!["200".into()]);
+    headers.insert(":version".into(), vec!["HTTP/1.1".into()]);
+    Out::Frame(Frame::SynReply {
+        stream,
+        flags: 0,
+        headers,
+    })
+}
+
+/// Gives back the room `len` bytes of data took: the session's, and the
+/// stream's unless the client has ended it (`None`), when there is nothing
+/// more to come on it.
+pub(crate) async fn give_back(out: &mpsc::Sender<Out>, stream: Option<u32>, len: usize) {
+    if len == 0 {
+        return;
+    }
+    for s in stream.into_iter().chain([0]) {
+        let _ = out
+            .send(Out::Frame(Frame::WindowUpdate {
+                stream: s,
+                delta: len as u32,
+            }))
+            .await;
+    }
+}
+
+/// Returns once the connection's writer is gone.
+pub(crate) async fn closed(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|c| *c).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The data frames' payload bytes a peer got until the end of `rd`.
+    async fn data_until_eof(rd: impl AsyncRead + Unpin) -> usize {
+        let mut r = Reader::new(rd).unwrap();
+        let mut n = 0;
+        while let Some(f) = r.next().await {
+            if let Frame::Data { data, .. } = f {
+                n += data.len();
+            }
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn the_writer_keeps_to_the_window_and_gives_up_on_a_peer_that_never_widens_it() {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let conn = Conn::start(ours, Duration::from_millis(200));
+        conn.out
+            .send(Out::Data(1, vec![7; 200 * 1024], true))
+            .await
+            .unwrap();
+        let mut closed = conn.closed.clone();
+        let got = tokio::time::timeout(Duration::from_secs(20), data_until_eof(theirs))
+            .await
+            .expect("the session ends");
+        assert_eq!(got as i64, INITIAL_WINDOW);
+        tokio::time::timeout(Duration::from_secs(5), super::closed(&mut closed))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn window_updates_and_settings_let_the_rest_through() {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let conn = Conn::start(ours, Duration::from_secs(60));
+        let (w, out) = (conn.windows.clone(), conn.out.clone());
+        out.send(Out::Data(1, vec![7; 200 * 1024], true))
+            .await
+            .unwrap();
+        // A bigger initial window for streams, and the session widened.
+        handle_control(
+            &Frame::Settings {
+                flags: 0,
+                entries: vec![(0, SETTINGS_INITIAL_WINDOW, 256 * 1024)],
+            },
+            &w,
+            &out,
+        )
+        .await;
+        handle_control(
+            &Frame::WindowUpdate {
+                stream: 0,
+                delta: 200 * 1024,
+            },
+            &w,
+            &out,
+        )
+        .await;
+        drop(out);
+        let conn_done = conn.finish(1, 0);
+        let (got, ()) = tokio::join!(data_until_eof(theirs), conn_done);
+        assert_eq!(got, 200 * 1024);
+    }
+}
