@@ -1,7 +1,7 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: installs what the workspace
 # needs on a fresh Debian 12 machine. Idempotent and quick when all is there.
 
-apt_packages=(busybox-static runc crun umoci skopeo podman conmon containerd python3-venv python3-pip iproute2 pkg-config qemu-system-x86 apparmor cpio gcc libc6-dev time docker-registry pigz apache2-utils containernetworking-plugins)
+apt_packages=(busybox-static runc crun umoci skopeo podman conmon containerd python3-venv python3-pip iproute2 pkg-config qemu-system-x86 apparmor cpio gcc libc6-dev time docker-registry pigz apache2-utils containernetworking-plugins golang-go golang-github-docker-spdystream-dev)
 
 missing=()
 for p in "${apt_packages[@]}"; do

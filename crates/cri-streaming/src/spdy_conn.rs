@@ -1,16 +1,26 @@
 //! One SPDY/3.1 connection's plumbing, shared by the exec/attach and the
 //! port-forward sessions: a writer task that keeps 3.1's flow control (a
 //! send window per stream and one for the session, 64 KiB to start, widened
-//! by the peer's WINDOW_UPDATE and SETTINGS), a frame reader, and the
-//! answers to PING, WINDOW_UPDATE and SETTINGS.
+//! by the peer's WINDOW_UPDATE and SETTINGS), a frame reader, the answers
+//! to PING, WINDOW_UPDATE and SETTINGS, and the queue of what the peer
+//! sends on a stream, whose window opens as it is used.
+//!
+//! Not every peer keeps to windows: Go's spdystream, under kubectl, crictl
+//! and the kubelet, sends no WINDOW_UPDATE and no SETTINGS and ignores
+//! ours; TCP alone holds it back. So windows bind this side only once the
+//! peer has sent one of those (spdy-transport does, first thing); until
+//! then data goes as TCP takes it, and a stream whose queue is full stops
+//! the reading, as spdystream itself does.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::timeout;
 
 use crate::spdy::{Codec, FLAG_FIN, Frame};
 
@@ -26,6 +36,9 @@ pub(crate) struct Windows {
     map: Mutex<HashMap<u32, i64>>,
     initial: Mutex<i64>,
     changed: Notify,
+    /// Whether the peer does flow control (it sent WINDOW_UPDATE or
+    /// SETTINGS_INITIAL_WINDOW_SIZE).
+    enforced: AtomicBool,
 }
 
 impl Windows {
@@ -34,6 +47,7 @@ impl Windows {
             map: Mutex::new(HashMap::new()),
             initial: Mutex::new(INITIAL_WINDOW),
             changed: Notify::new(),
+            enforced: AtomicBool::new(false),
         };
         // The session's window is its own; SETTINGS do not move it.
         w.add(0, 0);
@@ -48,6 +62,15 @@ impl Windows {
             .unwrap_or_else(|e| e.into_inner())
             .get(&stream)
             .unwrap_or(&initial)
+    }
+
+    fn enforced(&self) -> bool {
+        self.enforced.load(Ordering::SeqCst)
+    }
+
+    fn enforce(&self) {
+        self.enforced.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 
     fn add(&self, stream: u32, delta: i64) {
@@ -107,7 +130,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// Starts the writer on `wr`. It gives up when the peer leaves no room
-    /// in a window for `stall`.
+    /// in a window, or TCP takes nothing, for `stall`.
     pub(crate) fn start<W>(mut wr: W, stall: Duration) -> Conn
     where
         W: AsyncWrite + Unpin + Send + 'static,
@@ -123,7 +146,7 @@ impl Conn {
                 let (stream, data, fin) = match o {
                     Out::Frame(f) => {
                         let Ok(b) = codec.encode(&f) else { return };
-                        if wr.write_all(&b).await.is_err() {
+                        if !matches!(timeout(stall, wr.write_all(&b)).await, Ok(Ok(()))) {
                             return;
                         }
                         continue;
@@ -139,11 +162,15 @@ impl Conn {
                     // Wait for room in both windows.
                     let room = loop {
                         let notified = w.changed.notified();
-                        let room = w.get(stream).min(w.get(0));
+                        let room = if w.enforced() {
+                            w.get(stream).min(w.get(0))
+                        } else {
+                            rest.len() as i64
+                        };
                         if room > 0 || rest.is_empty() {
                             break room;
                         }
-                        if tokio::time::timeout(stall, notified).await.is_err() {
+                        if timeout(stall, notified).await.is_err() {
                             let _ = wr.shutdown().await;
                             return;
                         }
@@ -158,7 +185,7 @@ impl Conn {
                     w.add(stream, -(n as i64));
                     w.add(0, -(n as i64));
                     let Ok(b) = codec.encode(&f) else { return };
-                    if wr.write_all(&b).await.is_err() {
+                    if !matches!(timeout(stall, wr.write_all(&b)).await, Ok(Ok(()))) {
                         return;
                     }
                     rest = &rest[n..];
@@ -241,11 +268,15 @@ pub(crate) async fn handle_control(f: &Frame, w: &Windows, out: &mpsc::Sender<Ou
         Frame::Ping { id } => {
             let _ = out.send(Out::Frame(Frame::Ping { id: *id })).await;
         }
-        Frame::WindowUpdate { stream, delta } => w.add(*stream, i64::from(*delta)),
+        Frame::WindowUpdate { stream, delta } => {
+            w.add(*stream, i64::from(*delta));
+            w.enforce();
+        }
         Frame::Settings { entries, .. } => {
             for (_, id, value) in entries {
                 if *id == SETTINGS_INITIAL_WINDOW {
                     w.set_initial(*value);
+                    w.enforce();
                 }
             }
         }
@@ -284,6 +315,114 @@ pub(crate) async fn give_back(out: &mpsc::Sender<Out>, stream: Option<u32>, len:
     }
 }
 
+/// What the peer may have sent on a stream that is not used yet: the
+/// receive window this side gives (SPDY's default; it sends no SETTINGS).
+pub(crate) const RECEIVE_WINDOW: i64 = 64 * 1024;
+/// A peer that keeps to windows and sends past this much is reset: room
+/// for spdy-transport, which may send a whole window into one that has
+/// just reopened a little.
+const OVERRUN: i64 = 2 * RECEIVE_WINDOW + CHUNK as i64;
+
+/// A stream's receive side, shared by its two ends.
+#[derive(Debug, Default)]
+struct InState {
+    outstanding: AtomicI64,
+    ended: AtomicBool,
+    gone: AtomicBool,
+    drained: Notify,
+}
+
+/// The reading end's side of a stream's queue.
+pub(crate) struct Inbound {
+    tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    state: Arc<InState>,
+    windows: Arc<Windows>,
+}
+
+/// The using end: what the peer sent, in order; room given back as used.
+pub(crate) struct InboundRx {
+    stream: u32,
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    state: Arc<InState>,
+    out: mpsc::Sender<Out>,
+}
+
+/// The peer overran a window it keeps to.
+#[derive(Debug)]
+pub(crate) struct Overrun;
+
+/// A queue for what the peer sends on `stream`.
+pub(crate) fn inbound(stream: u32, conn: &Conn) -> (Inbound, InboundRx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let state = Arc::new(InState::default());
+    (
+        Inbound {
+            tx: Some(tx),
+            state: state.clone(),
+            windows: conn.windows.clone(),
+        },
+        InboundRx {
+            stream,
+            rx,
+            state,
+            out: conn.out.clone(),
+        },
+    )
+}
+
+impl Inbound {
+    /// Queues data from the peer (`fin`: the last). With a peer that does
+    /// no flow control, waits while the queue holds a window's worth.
+    pub(crate) async fn push(&mut self, data: Vec<u8>, fin: bool) -> Result<(), Overrun> {
+        let n = data.len() as i64;
+        if n > 0 {
+            let now = self.state.outstanding.fetch_add(n, Ordering::SeqCst) + n;
+            if self.windows.enforced() && now > OVERRUN {
+                return Err(Overrun);
+            }
+            if let Some(tx) = &self.tx
+                && tx.send(data).is_err()
+            {
+                self.tx = None;
+            }
+        }
+        if fin {
+            self.state.ended.store(true, Ordering::SeqCst);
+            self.tx = None;
+        }
+        loop {
+            let drained = self.state.drained.notified();
+            let full = self.state.outstanding.load(Ordering::SeqCst) > RECEIVE_WINDOW;
+            if self.windows.enforced() || !full || self.state.gone.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            drained.await;
+        }
+    }
+}
+
+impl InboundRx {
+    /// The next piece; `None` once the peer ended the stream.
+    pub(crate) async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.rx.recv().await
+    }
+
+    /// `n` bytes were used: room for that much more.
+    pub(crate) async fn used(&self, n: usize) {
+        self.state.outstanding.fetch_sub(n as i64, Ordering::SeqCst);
+        self.state.drained.notify_waiters();
+        let open = !self.state.ended.load(Ordering::SeqCst);
+        give_back(&self.out, open.then_some(self.stream), n).await;
+    }
+}
+
+impl Drop for InboundRx {
+    fn drop(&mut self) {
+        self.state.gone.store(true, Ordering::SeqCst);
+        self.state.drained.notify_waiters();
+    }
+}
+
 /// Returns once the connection's writer is gone.
 pub(crate) async fn closed(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|c| *c).await;
@@ -309,6 +448,7 @@ mod tests {
     async fn the_writer_keeps_to_the_window_and_gives_up_on_a_peer_that_never_widens_it() {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let conn = Conn::start(ours, Duration::from_millis(200));
+        conn.windows.enforce();
         conn.out
             .send(Out::Data(1, vec![7; 200 * 1024], true))
             .await
@@ -321,6 +461,59 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), super::closed(&mut closed))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn without_flow_control_data_goes_as_tcp_takes_it_and_a_reader_that_stops_is_dropped() {
+        // A peer that never sent a WINDOW_UPDATE: no window holds data
+        // back.
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let conn = Conn::start(ours, Duration::from_secs(60));
+        conn.out
+            .send(Out::Data(1, vec![7; 200 * 1024], true))
+            .await
+            .unwrap();
+        let (got, ()) = tokio::join!(data_until_eof(theirs), conn.finish(1, 0));
+        assert_eq!(got, 200 * 1024);
+        // One that reads nothing: the write stalls, the session goes.
+        let (ours, _theirs) = tokio::io::duplex(4096);
+        let conn = Conn::start(ours, Duration::from_millis(200));
+        conn.out
+            .send(Out::Data(1, vec![7; 200 * 1024], true))
+            .await
+            .unwrap();
+        let mut closed = conn.closed.clone();
+        tokio::time::timeout(Duration::from_secs(20), super::closed(&mut closed))
+            .await
+            .expect("the writer gives up");
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_flow_control_is_held_back_at_a_window_and_one_with_it_reset_past_it() {
+        let (ours, _theirs) = tokio::io::duplex(1 << 20);
+        let conn = Conn::start(ours, Duration::from_secs(60));
+        let (mut tx, mut rx) = inbound(1, &conn);
+        // Not enforced: the push that fills the window waits for use.
+        tx.push(vec![1; RECEIVE_WINDOW as usize], false)
+            .await
+            .unwrap();
+        let mut more = Box::pin(tx.push(vec![2; 10], false));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut more)
+                .await
+                .is_err()
+        );
+        let first = rx.recv().await.unwrap();
+        rx.used(first.len()).await;
+        tokio::time::timeout(Duration::from_secs(5), more)
+            .await
+            .unwrap()
+            .unwrap();
+        // Enforced: no waiting, but a reset past the overrun allowance.
+        conn.windows.enforce();
+        let (mut tx, _rx) = inbound(3, &conn);
+        tx.push(vec![0; OVERRUN as usize], false).await.unwrap();
+        assert!(tx.push(vec![0; 1], false).await.is_err());
     }
 
     #[tokio::test]

@@ -7,12 +7,13 @@
 //! stream. One session carries any number of these, concurrently.
 //!
 //! What the client sends on a data stream is given back to its window only
-//! once written to the TCP connection, so a slow port holds up only its own
-//! stream; a client that sends past its window gets that stream reset.
+//! once written to the TCP connection, so with a client that keeps to
+//! windows a slow port holds up only its own stream; one that overruns them
+//! gets that stream reset. A client that does no flow control (spdystream)
+//! is held back by TCP, as it holds back servers itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -22,16 +23,14 @@ use tokio::time::Instant;
 
 use crate::Backend;
 use crate::spdy::{FLAG_FIN, Frame, Headers};
-use crate::spdy_conn::{Conn, Out, Reader, accept, give_back, handle_control};
+use crate::spdy_conn::{
+    Conn, Inbound, InboundRx, Out, Reader, accept, give_back, handle_control, inbound,
+};
 
 /// How long the second stream of a request may come after the first.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 /// Streams open at once in one session, at most.
 const MAX_STREAMS: usize = 1024;
-/// What the client may have sent on a stream and this side not yet
-/// written: the receive window it was given (SPDY's default; this side
-/// sends no SETTINGS).
-const RECEIVE_WINDOW: i64 = 64 * 1024;
 
 /// RST_STREAM statuses.
 const PROTOCOL_ERROR: u32 = 1;
@@ -42,23 +41,14 @@ const FLOW_CONTROL_ERROR: u32 = 7;
 struct Pending {
     port: u16,
     error: Option<u32>,
-    data: Option<(u32, mpsc::UnboundedReceiver<Vec<u8>>)>,
+    data: Option<(u32, InboundRx)>,
     since: Instant,
 }
 
 /// What the client writes on a data stream goes here.
 struct Input {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
-    window: Arc<InWindow>,
+    queue: Inbound,
     request: String,
-}
-
-/// A data stream's receive side: what came and is not written yet, and
-/// whether the client has ended it.
-#[derive(Default)]
-struct InWindow {
-    outstanding: AtomicI64,
-    ended: AtomicBool,
 }
 
 /// The two streams' headers that matter.
@@ -219,12 +209,11 @@ where
                 if h.kind == "error" {
                     p.error = Some(stream);
                 } else {
-                    let (tx, rx) = mpsc::unbounded_channel();
+                    let (queue, rx) = inbound(stream, &conn);
                     inputs.insert(
                         stream,
                         Input {
-                            tx,
-                            window: Arc::default(),
+                            queue,
                             request: h.request.clone(),
                         },
                     );
@@ -240,10 +229,6 @@ where
                     else {
                         continue;
                     };
-                    let window = inputs
-                        .get(&data)
-                        .map(|i| i.window.clone())
-                        .unwrap_or_default();
                     let task = tokio::spawn(forward(
                         Forward {
                             pod: pod.clone(),
@@ -251,7 +236,6 @@ where
                             data,
                             error,
                             rx,
-                            window,
                             out: out.clone(),
                             backend: backend.clone(),
                         },
@@ -266,15 +250,16 @@ where
                 flags,
                 data,
             } => {
-                let Some(input) = inputs.get(&stream) else {
+                let Some(input) = inputs.get_mut(&stream) else {
                     // The error stream's (nothing is read from it) or a
                     // stream already done with: room again at once.
                     let open = flags & FLAG_FIN == 0;
                     give_back(&out, open.then_some(stream), data.len()).await;
                     continue;
                 };
-                let n = data.len() as i64;
-                if input.window.outstanding.fetch_add(n, Ordering::SeqCst) + n > RECEIVE_WINDOW {
+                let fin = flags & FLAG_FIN != 0;
+                let pushed = tokio::time::timeout(stall, input.queue.push(data, fin)).await;
+                if !matches!(pushed, Ok(Ok(()))) {
                     let request = input.request.clone();
                     inputs.remove(&stream);
                     reset(&out, stream, FLOW_CONTROL_ERROR).await;
@@ -284,13 +269,9 @@ where
                     pending.remove(&request);
                     continue;
                 }
-                if !data.is_empty() {
-                    let _ = input.tx.send(data);
-                }
-                if flags & FLAG_FIN != 0 {
+                if fin {
                     // The client is done writing: the connection's write side
                     // closes once what came is written.
-                    input.window.ended.store(true, Ordering::SeqCst);
                     inputs.remove(&stream);
                 }
             }
@@ -338,8 +319,7 @@ struct Forward {
     port: u16,
     data: u32,
     error: u32,
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    window: Arc<InWindow>,
+    rx: InboundRx,
     out: mpsc::Sender<Out>,
     backend: Arc<dyn Backend>,
 }
@@ -353,25 +333,19 @@ async fn forward(f: Forward, done: mpsc::UnboundedSender<String>, request: Strin
         data,
         error,
         mut rx,
-        window,
         out,
         backend,
     } = f;
     match backend.port_forward(&pod, port).await {
         Ok(tcp) => {
             let (mut r, mut w) = tcp.into_split();
-            let give = out.clone();
             // The client's bytes to the port; the window opens as they go.
             tokio::spawn(async move {
                 while let Some(b) = rx.recv().await {
                     if w.write_all(&b).await.is_err() {
                         break;
                     }
-                    window
-                        .outstanding
-                        .fetch_sub(b.len() as i64, Ordering::SeqCst);
-                    let open = !window.ended.load(Ordering::SeqCst);
-                    give_back(&give, open.then_some(data), b.len()).await;
+                    rx.used(b.len()).await;
                 }
                 let _ = w.shutdown().await;
             });

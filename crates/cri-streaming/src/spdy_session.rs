@@ -14,7 +14,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use crate::spdy::{FLAG_FIN, Frame};
-use crate::spdy_conn::{Conn, Out, Reader, accept, give_back, handle_control};
+use crate::spdy_conn::{Conn, Out, Reader, accept, give_back, handle_control, inbound};
+
+/// RST_STREAM status for a peer that sent past its window.
+const FLOW_CONTROL_ERROR: u32 = 7;
 use crate::ws::{Io, size, status, status_text};
 use crate::{Backend, Streams};
 
@@ -84,11 +87,24 @@ where
         return;
     }
     let id = |k: &str| streams.get(k).copied();
-    let (stdin_tx, stdin_rx) = if want_in {
-        let (t, r) = mpsc::channel::<Vec<u8>>(64);
-        (Some(t), Some(r))
-    } else {
-        (None, None)
+    let (stdin_id, resize_id) = (id("stdin"), id("resize"));
+    // Stdin: queued as it comes, its window opened as the backend takes it.
+    let (stdin_queue, stdin_rx) = match stdin_id.filter(|_| want_in) {
+        Some(sid) => {
+            let (queue, mut q) = inbound(sid, &conn);
+            let (t, r) = mpsc::channel::<Vec<u8>>(64);
+            tokio::spawn(async move {
+                while let Some(b) = q.recv().await {
+                    let n = b.len();
+                    if t.send(b).await.is_err() {
+                        break;
+                    }
+                    q.used(n).await;
+                }
+            });
+            (Some(queue), Some(r))
+        }
+        None => (None, None),
     };
     let (resize_tx, resize_rx) = if tty {
         let (t, r) = mpsc::channel::<(u16, u16)>(8);
@@ -96,13 +112,12 @@ where
     } else {
         (None, None)
     };
-    let (stdin_id, resize_id) = (id("stdin"), id("resize"));
     let last = streams.values().max().copied().unwrap_or(0);
     let w = windows.clone();
     let control = out_tx.clone();
     let mut closed = conn.closed.clone();
     let reading = tokio::spawn(async move {
-        let mut stdin_tx = stdin_tx;
+        let mut stdin_queue = stdin_queue;
         let mut resize_buf: Vec<u8> = Vec::new();
         let mut early = early.into_iter();
         loop {
@@ -126,20 +141,31 @@ where
             else {
                 continue;
             };
-            // What was taken is room again, for the stream and the session.
-            let open = flags & FLAG_FIN == 0;
-            give_back(&control, open.then_some(stream), data.len()).await;
+            let fin = flags & FLAG_FIN != 0;
             if Some(stream) == stdin_id {
-                if let Some(t) = &stdin_tx
-                    && !data.is_empty()
-                    && t.send(data).await.is_err()
-                {
-                    stdin_tx = None;
+                match &mut stdin_queue {
+                    Some(q) => {
+                        if q.push(data, fin).await.is_err() {
+                            let _ = control
+                                .send(Out::Frame(Frame::RstStream {
+                                    stream,
+                                    status: FLOW_CONTROL_ERROR,
+                                }))
+                                .await;
+                            stdin_queue = None;
+                        }
+                    }
+                    // After its end: only the session's room is owed.
+                    None => give_back(&control, None, data.len()).await,
                 }
-                if flags & FLAG_FIN != 0 {
-                    stdin_tx = None;
+                if fin {
+                    stdin_queue = None;
                 }
-            } else if Some(stream) == resize_id {
+                continue;
+            }
+            // The rest is used at once: room again.
+            give_back(&control, (!fin).then_some(stream), data.len()).await;
+            if Some(stream) == resize_id {
                 resize_buf.extend_from_slice(&data);
                 let mut de = serde_json::Deserializer::from_slice(&resize_buf)
                     .into_iter::<serde_json::Value>();

@@ -2,7 +2,10 @@
 //! test's own (stdin back on stdout, a line on stderr, exit 5; port
 //! forwards to loopback ports): npm's spdy-transport speaking SPDY/3.1 as
 //! the kubelet's remotecommand and port-forward clients, directly and
-//! tunnelled in WebSocket (npm's ws) as client-go's tunnelling dialer does.
+//! tunnelled in WebSocket (npm's websocket-driver) as client-go's
+//! tunnelling dialer does; and spdystream (Debian's Go package), the SPDY
+//! library under kubectl, crictl and the kubelet, which does no flow
+//! control at all.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -71,6 +74,114 @@ fn modules() -> Option<PathBuf> {
     );
     eprintln!("skipping: no .node/node_modules/spdy-transport");
     None
+}
+
+/// Builds `tests/cri/spdystream_client.go` against Debian's spdystream;
+/// `None` (skip) outside CI without Go or the package.
+fn spdystream_client() -> Option<PathBuf> {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/mini-runtime/tests/cri/spdystream_client.go");
+    let gopath = "/usr/share/gocode";
+    let have = std::path::Path::new(gopath)
+        .join("src/github.com/moby/spdystream")
+        .is_dir()
+        && Command::new("go").arg("version").output().is_ok();
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "go or golang-github-docker-spdystream-dev missing: the test command installs them"
+        );
+        eprintln!("skipping: no go or no spdystream");
+        return None;
+    }
+    let bin = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("spdystream_client");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", gopath)
+        .env(
+            "GOCACHE",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(bin)
+}
+
+async fn run_json(bin: PathBuf, args: Vec<String>) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || Command::new(bin).args(args).output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_and_port_forward_from_spdystream_which_does_no_flow_control() {
+    let Some(bin) = spdystream_client() else {
+        return;
+    };
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(60),
+        Arc::new(Echo),
+    )
+    .await
+    .unwrap();
+    let exec = |cmd: &str| {
+        server.url_for(Request::Exec(ExecRequest {
+            container_id: "c".into(),
+            cmd: vec![cmd.into()],
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        }))
+    };
+    // A MiB of stdin back on stdout, and 2 MiB out: past every window
+    // that is never widened.
+    let r = run_json(
+        bin.clone(),
+        vec![exec("x"), "exec".into(), "@1048576".into()],
+    )
+    .await;
+    assert_eq!(r["protocol"], "v4.channel.k8s.io", "{r}");
+    assert_eq!(r["length"], 1 << 20, "{r}");
+    assert_eq!(r["stderr"], "err\n", "{r}");
+    let status: serde_json::Value = serde_json::from_str(r["error"].as_str().unwrap()).unwrap();
+    assert_eq!(status["details"]["causes"][0]["message"], "5", "{r}");
+    let r = run_json(bin.clone(), vec![exec("big"), "exec".into()]).await;
+    assert_eq!(r["length"], 64 * 32 * 1024, "{r}");
+    // Port forwards: a MiB each way, and a port nobody listens on.
+    let a = answering_port().await;
+    let url = server.url_for(Request::PortForward(PortForwardRequest {
+        pod_sandbox_id: "p".into(),
+        ports: vec![],
+    }));
+    let args = vec![
+        url,
+        "portforward".into(),
+        format!("{a}=@1048576"),
+        format!("{a}=small"),
+        "1=x".into(),
+    ];
+    let r = run_json(bin, args).await;
+    assert_eq!(r["protocol"], "portforward.k8s.io", "{r}");
+    let f = &r["forwards"];
+    assert_eq!(f[0]["length"], format!("{a} got ").len() + (1 << 20), "{r}");
+    assert_eq!(f[1]["data"], format!("{a} got small"), "{r}");
+    assert!(f[2]["error"].as_str().unwrap().contains("refused"), "{r}");
 }
 
 /// Runs a client script of examples/mini-runtime/tests/cri with `args`;

@@ -112,6 +112,16 @@ fn exec_attach_and_port_forward_from_real_clients() {
             assert_eq!(r["http_status"], 404, "{r}");
         }
 
+        // spdystream, as kubectl and crictl carry it (no flow control): a
+        // MiB through cat.
+        let url = exec_url(&mut c, "cat", true, false).await.unwrap();
+        if let Some(r) = common::serve::spdystream_client(&[&url, "exec", "@1048576"]) {
+            assert_eq!(r["length"], 1 << 20, "{r}");
+            let status: serde_json::Value =
+                serde_json::from_str(r["error"].as_str().unwrap()).unwrap();
+            assert_eq!(status["status"], "Success", "{r}");
+        }
+
         // v4 and success.
         let url = exec_url(&mut c, "echo ok", false, false).await.unwrap();
         let r = ws(&py, &url, "v4.channel.k8s.io", "", "");
@@ -271,6 +281,13 @@ fn exec_attach_and_port_forward_from_real_clients() {
         // The same over SPDY (as kubectl and crictl do it) and SPDY
         // tunnelled in WebSocket (crictl -r websocket), from spdy-transport:
         // two connections on one session, one to a port nobody listens on.
+        let url = pf(&mut c, port).await;
+        let get = format!("{port}=GET / HTTP/1.0\r\n\r\n");
+        if let Some(r) = common::serve::spdystream_client(&[&url, "portforward", &get, &get]) {
+            for f in r["forwards"].as_array().unwrap() {
+                assert!(f["data"].as_str().unwrap().ends_with("forwarded\n"), "{r}");
+            }
+        }
         for mode in ["spdy", "websocket"] {
             let url = pf(&mut c, port).await;
             let get = format!("{port}=GET / HTTP/1.0\r\n\r\n");

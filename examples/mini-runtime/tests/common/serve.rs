@@ -400,6 +400,49 @@ pub fn node_client(script: &str, args: &[&str]) -> Option<serde_json::Value> {
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
+/// Runs `tests/cri/spdystream_client.go` (built against Debian's
+/// spdystream, the SPDY library of kubectl and crictl) with `args`; what it
+/// printed. `None` (skip) outside CI without Go or the package.
+pub fn spdystream_client(args: &[&str]) -> Option<serde_json::Value> {
+    let gopath = "/usr/share/gocode";
+    let have = Path::new(gopath)
+        .join("src/github.com/moby/spdystream")
+        .is_dir()
+        && Command::new("go").arg("version").output().is_ok();
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "go or golang-github-docker-spdystream-dev missing: the test command installs them"
+        );
+        eprintln!("skipping the spdystream client: no go or no spdystream");
+        return None;
+    }
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let bin = tmp.join("spdystream_client");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cri/spdystream_client.go");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", gopath)
+        .env("GOCACHE", tmp.join("gocache"))
+        .output()
+        .expect("go");
+    assert!(
+        built.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let out = Command::new(&bin).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "spdystream client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
 /// RunPodSandbox of `cfg`; the pod's id.
 pub async fn run_pod(
     c: &mut RuntimeServiceClient<Channel>,

@@ -1,0 +1,193 @@
+// A CRI streaming client over SPDY made with spdystream (Debian's
+// golang-github-docker-spdystream-dev), the SPDY library under kubectl,
+// crictl and the kubelet. It does no flow control: no WINDOW_UPDATE, no
+// SETTINGS, as those clients do not.
+//
+// Usage:
+//
+//	spdystream_client URL exec STDIN_TEXT
+//	spdystream_client URL portforward PORT=PAYLOAD...
+//
+// exec opens the error, stdin (with STDIN_TEXT, or @N for N bytes of "x"),
+// stdout and stderr streams as the remotecommand v4 client does and prints
+// JSON: the protocol, stdout (its length too), stderr and the error stream.
+// portforward opens an error and a data stream per argument, all at once,
+// writes PAYLOAD (or @N) and half-closes, and prints the protocol and, per
+// forward, the data (its length) and the error text. A refused upgrade
+// prints its HTTP status.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/spdystream"
+)
+
+func fail(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(2)
+}
+
+func payload(p string) []byte {
+	if strings.HasPrefix(p, "@") {
+		n, err := strconv.Atoi(p[1:])
+		if err != nil {
+			fail("bad size %q", p)
+		}
+		return []byte(strings.Repeat("x", n))
+	}
+	return []byte(p)
+}
+
+// dial upgrades a POST of u to SPDY/3.1 offering protocols; the connection
+// and the chosen protocol, or the HTTP status of a refusal.
+func dial(u *url.URL, protocols []string) (*spdystream.Connection, string, int) {
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		fail("dial: %v", err)
+	}
+	req := "POST " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
+		"\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+	for _, p := range protocols {
+		req += "X-Stream-Protocol-Version: " + p + "\r\n"
+	}
+	if _, err := c.Write([]byte(req + "\r\n")); err != nil {
+		fail("write: %v", err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		fail("response: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return nil, "", resp.StatusCode
+	}
+	if br.Buffered() > 0 {
+		fail("bytes after the upgrade before any stream")
+	}
+	conn, err := spdystream.NewConnection(c, false)
+	if err != nil {
+		fail("spdy: %v", err)
+	}
+	go conn.Serve(spdystream.NoOpStreamHandler)
+	return conn, resp.Header.Get("X-Stream-Protocol-Version"), 0
+}
+
+func open(conn *spdystream.Connection, h http.Header) *spdystream.Stream {
+	s, err := conn.CreateStream(h, nil, false)
+	if err != nil {
+		fail("stream: %v", err)
+	}
+	if err := s.WaitTimeout(30 * time.Second); err != nil {
+		fail("stream reply: %v", err)
+	}
+	return s
+}
+
+func readAll(s *spdystream.Stream, into *string, wg *sync.WaitGroup) {
+	defer wg.Done()
+	b, _ := io.ReadAll(s)
+	*into = string(b)
+}
+
+func short(s string) string {
+	if len(s) > 4096 {
+		return s[:64]
+	}
+	return s
+}
+
+func main() {
+	if len(os.Args) < 3 {
+		fail("usage: spdystream_client URL exec|portforward ...")
+	}
+	u, err := url.Parse(os.Args[1])
+	if err != nil {
+		fail("url: %v", err)
+	}
+	time.AfterFunc(60*time.Second, func() { fail("timed out") })
+	out := map[string]interface{}{}
+	switch os.Args[2] {
+	case "exec":
+		conn, proto, status := dial(u, []string{"v4.channel.k8s.io"})
+		if conn == nil {
+			out["http_status"] = status
+			break
+		}
+		out["protocol"] = proto
+		typ := func(t string) http.Header { return http.Header{"Streamtype": {t}} }
+		var stdout, stderr, errText string
+		var wg sync.WaitGroup
+		errStream := open(conn, typ("error"))
+		stdin := open(conn, typ("stdin"))
+		so := open(conn, typ("stdout"))
+		se := open(conn, typ("stderr"))
+		wg.Add(3)
+		go readAll(errStream, &errText, &wg)
+		go readAll(so, &stdout, &wg)
+		go readAll(se, &stderr, &wg)
+		if len(os.Args) > 3 {
+			if _, err := stdin.Write(payload(os.Args[3])); err != nil {
+				fail("stdin: %v", err)
+			}
+		}
+		stdin.Close()
+		wg.Wait()
+		out["stdout"], out["length"] = short(stdout), len(stdout)
+		out["stderr"], out["error"] = stderr, errText
+	case "portforward":
+		conn, proto, status := dial(u, []string{"portforward.k8s.io"})
+		if conn == nil {
+			out["http_status"] = status
+			break
+		}
+		out["protocol"] = proto
+		specs := os.Args[3:]
+		forwards := make([]map[string]interface{}, len(specs))
+		var wg sync.WaitGroup
+		for i, spec := range specs {
+			port, p, _ := strings.Cut(spec, "=")
+			f := map[string]interface{}{"port": port}
+			forwards[i] = f
+			wg.Add(1)
+			go func(i int, port, p string) {
+				defer wg.Done()
+				h := func(t string) http.Header {
+					return http.Header{"Streamtype": {t}, "Port": {port}, "Requestid": {strconv.Itoa(i)}}
+				}
+				var data, errText string
+				var inner sync.WaitGroup
+				e := open(conn, h("error"))
+				e.Close()
+				d := open(conn, h("data"))
+				inner.Add(2)
+				go readAll(e, &errText, &inner)
+				go readAll(d, &data, &inner)
+				if _, err := d.Write(payload(p)); err != nil {
+					errText += "<write: " + err.Error() + ">"
+				}
+				d.Close()
+				inner.Wait()
+				f["data"], f["length"], f["error"] = short(data), len(data), errText
+			}(i, port, p)
+		}
+		wg.Wait()
+		out["forwards"] = forwards
+	default:
+		fail("unknown mode %q", os.Args[2])
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fail("json: %v", err)
+	}
+}
