@@ -63,7 +63,7 @@ def oci_archive(work, name, config):
         i = tarfile.TarInfo("bin/busybox")
         i.size, i.mode = len(busybox), 0o755
         t.addfile(i, io.BytesIO(busybox))
-        for l in ("sh", "sleep"):
+        for l in ("sh", "sleep", "true", "cat", "dd"):
             i = tarfile.TarInfo(f"bin/{l}")
             i.type, i.linkname = tarfile.SYMTYPE, "busybox"
             t.addfile(i)
@@ -129,35 +129,34 @@ def ratio_ci(a, b, n=2000):
     return rs[int(n * 0.025)], rs[int(n * 0.975)]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--concurrent", type=int, default=100)
-    ap.add_argument("--bin", default=BIN)
-    ap.add_argument("--log-level", default="warn", help="serve's; its log is copied to ./serve-bench.log")
-    args = ap.parse_args()
-    import grpc
-    work = tempfile.mkdtemp(prefix="cri-bench-")
-    api, api_grpc = stubs(work)
-    pid = os.getpid()
-    bridge = f"crib{pid % 10000}"
-    subnet = f"10.{pid % 200 + 20}.99"
-    cni_dir = os.path.join(work, "net.d")
-    os.makedirs(cni_dir)
-    with open(os.path.join(cni_dir, "10-bench.conflist"), "w") as f:
-        json.dump({"cniVersion": "1.0.0", "name": "bench", "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": f"{subnet}.0/24"}]],
-                      "dataDir": os.path.join(work, "ipam")}}]}, f)
-    pause = oci_archive(work, "docker.io/library/bench-pause:t", {"Entrypoint": ["/bin/sleep"], "Cmd": ["1000000"]})
-    app = oci_archive(work, "docker.io/library/bench-app:t", {"Cmd": ["/bin/sh", "-c", "sleep 1000000"]})
+class Daemons:
+    """containerd 1.6 with its CRI plugin (and runc) and `mini-runtime serve`,
+    each with its own root, state and socket under a temp dir, the same
+    busybox images (imported offline) and the same CNI config (Debian's
+    bridge and host-local plugins); gRPC stubs for both."""
 
-    # containerd with its CRI plugin.
-    cd = os.path.join(work, "containerd")
-    os.makedirs(cd)
-    csock = os.path.join(cd, "c.sock")
-    with open(os.path.join(cd, "config.toml"), "w") as f:
-        f.write(f"""version = 2
+    def __init__(self, bin_path, log_level):
+        import grpc
+        self.work = work = tempfile.mkdtemp(prefix="cri-bench-")
+        self.api, self.api_grpc = stubs(work)
+        self.pid = pid = os.getpid()
+        self.bridge = f"crib{pid % 10000}"
+        subnet = f"10.{pid % 200 + 20}.99"
+        cni_dir = os.path.join(work, "net.d")
+        os.makedirs(cni_dir)
+        with open(os.path.join(cni_dir, "10-bench.conflist"), "w") as f:
+            json.dump({"cniVersion": "1.0.0", "name": "bench", "plugins": [
+                {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": f"{subnet}.0/24"}]],
+                          "dataDir": os.path.join(work, "ipam")}}]}, f)
+        pause = oci_archive(work, "docker.io/library/bench-pause:t", {"Entrypoint": ["/bin/sleep"], "Cmd": ["1000000"]})
+        app = oci_archive(work, "docker.io/library/bench-app:t", {"Cmd": ["/bin/sh", "-c", "sleep 1000000"]})
+
+        cd = os.path.join(work, "containerd")
+        os.makedirs(cd)
+        csock = os.path.join(cd, "c.sock")
+        with open(os.path.join(cd, "config.toml"), "w") as f:
+            f.write(f"""version = 2
 root = "{cd}/root"
 state = "{cd}/state"
 [grpc]
@@ -175,31 +174,57 @@ state = "{cd}/state"
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni_dir}"
 """)
-    containerd = subprocess.Popen(["containerd", "--config", os.path.join(cd, "config.toml")],
-                                  stdout=subprocess.DEVNULL, stderr=open(os.path.join(cd, "log"), "w"))
-    wait_sock(csock, containerd, "containerd")
-    for a in (pause, app):
-        subprocess.run(["ctr", "--address", csock, "-n", "k8s.io", "images", "import", a],
+        self.containerd = subprocess.Popen(
+            ["containerd", "--config", os.path.join(cd, "config.toml")],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(cd, "log"), "w"))
+        wait_sock(csock, self.containerd, "containerd")
+        for a in (pause, app):
+            subprocess.run(["ctr", "--address", csock, "-n", "k8s.io", "images", "import", a],
+                           check=True, stdout=subprocess.DEVNULL)
+        self.ours = ours = os.path.join(work, "ours")
+        os.makedirs(ours)
+        subprocess.run([bin_path, "--store", f"{ours}/store", "image", "import", "--snapshots", app],
                        check=True, stdout=subprocess.DEVNULL)
-    # serve, from the release binary.
-    ours = os.path.join(work, "ours")
-    os.makedirs(ours)
-    subprocess.run([args.bin, "--store", f"{ours}/store", "image", "import", "--snapshots", app],
-                   check=True, stdout=subprocess.DEVNULL)
-    ssock = os.path.join(ours, "cri.sock")
-    serve = subprocess.Popen([args.bin, "--store", f"{ours}/store", "--root", f"{ours}/run", "serve",
-                              "--listen", f"unix://{ssock}", "--state-dir", f"{ours}/cri",
-                              "--cni-conf-dir", cni_dir, "--cni-bin-dir", "/usr/lib/cni",
-                              "--log-level", args.log_level],
-                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(ours, "log"), "w"))
-    wait_sock(ssock, serve, "serve")
-    time.sleep(0.5)
-    idle = {"serve": rss_kib(serve.pid), "containerd": rss_kib(containerd.pid)}
+        ssock = os.path.join(ours, "cri.sock")
+        self.serve = subprocess.Popen(
+            [bin_path, "--store", f"{ours}/store", "--root", f"{ours}/run", "serve",
+             "--listen", f"unix://{ssock}", "--state-dir", f"{ours}/cri",
+             "--cni-conf-dir", cni_dir, "--cni-bin-dir", "/usr/lib/cni", "--log-level", log_level],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(ours, "log"), "w"))
+        wait_sock(ssock, self.serve, "serve")
+        time.sleep(0.5)
+        opts = [("grpc.default_authority", "localhost")]
+        chans = {"serve": grpc.insecure_channel(f"unix://{ssock}", options=opts),
+                 "containerd": grpc.insecure_channel(f"unix://{csock}", options=opts)}
+        self.rts = {k: self.api_grpc.RuntimeServiceStub(c) for k, c in chans.items()}
 
-    opts = [("grpc.default_authority", "localhost")]
-    chans = {"serve": grpc.insecure_channel(f"unix://{ssock}", options=opts),
-             "containerd": grpc.insecure_channel(f"unix://{csock}", options=opts)}
-    rts = {k: api_grpc.RuntimeServiceStub(c) for k, c in chans.items()}
+    def pids(self):
+        return {"serve": self.serve.pid, "containerd": self.containerd.pid}
+
+    def close(self, keep_log=None):
+        for p in (self.serve, self.containerd):
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run(["ip", "link", "del", self.bridge], stderr=subprocess.DEVNULL)
+        if keep_log:
+            shutil.copy(os.path.join(self.ours, "log"), keep_log)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--concurrent", type=int, default=100)
+    ap.add_argument("--bin", default=BIN)
+    ap.add_argument("--log-level", default="warn", help="serve's; its log is copied to ./serve-bench.log")
+    args = ap.parse_args()
+    d = Daemons(args.bin, args.log_level)
+    api, rts, work, pid = d.api, d.rts, d.work, d.pid
+    serve, containerd = d.serve, d.containerd
+    idle = {"serve": rss_kib(serve.pid), "containerd": rss_kib(containerd.pid)}
     seq = [0]
 
     def pod_cfg(name, host_net):
@@ -273,13 +298,7 @@ state = "{cd}/state"
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as ex:
             list(ex.map(lambda p: stop(rts["serve"], p), pods))
     finally:
-        for p in (serve, containerd):
-            p.terminate()
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        subprocess.run(["ip", "link", "del", bridge], stderr=subprocess.DEVNULL)
+        d.close(keep_log="serve-bench.log")
 
     print(f"\nRunPodSandbox + CreateContainer + StartContainer, {args.rounds} rounds each")
     print(f"{'':28} {'serve':>10} {'containerd':>12} {'ratio':>8} {'95% CI':>14}")
@@ -306,8 +325,6 @@ state = "{cd}/state"
         if t:
             p99 = t[min(len(t) - 1, int(len(t) * 0.99))]
             print(f"{rpc:20} {statistics.median(t) * 1000:7.1f}ms {p99 * 1000:7.1f}ms")
-    shutil.copy(os.path.join(ours, "log"), "serve-bench.log")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -223,6 +223,9 @@ impl Server {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                // Streams are many small frames: Nagle would hold each
+                // behind the peer's delayed ACK (40 ms on Linux).
+                let _ = sock.set_nodelay(true);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let _ = http::serve_connection(sock, &shared).await;

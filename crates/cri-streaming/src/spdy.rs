@@ -160,6 +160,14 @@ pub(crate) enum Frame {
     },
 }
 
+/// The 8 bytes before a DATA frame's `len` (at most [`MAX_PAYLOAD`]) bytes
+/// of payload.
+pub(crate) fn data_header(stream: u32, flags: u8, len: usize) -> [u8; 8] {
+    let s = (stream & 0x7fff_ffff).to_be_bytes();
+    let l = (len.min(MAX_PAYLOAD) as u32).to_be_bytes();
+    [s[0], s[1], s[2], s[3], flags, l[1], l[2], l[3]]
+}
+
 /// A session's two header compression contexts.
 pub(crate) struct Codec {
     deflate: Compress,
@@ -277,9 +285,7 @@ impl Codec {
                     return Err("frame payload too large".into());
                 }
                 let mut v = Vec::with_capacity(8 + data.len());
-                v.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
-                v.push(*flags);
-                v.extend_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+                v.extend_from_slice(&data_header(*stream, *flags, data.len()));
                 v.extend_from_slice(data);
                 Ok(v)
             }

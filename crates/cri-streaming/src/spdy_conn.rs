@@ -22,11 +22,13 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use crate::spdy::{Codec, FLAG_FIN, Frame};
+use crate::spdy::{Codec, FLAG_FIN, Frame, data_header};
 
 const INITIAL_WINDOW: i64 = 64 * 1024;
 /// Data frames are sent in pieces of at most this.
-const CHUNK: usize = 16 * 1024;
+const CHUNK: usize = 64 * 1024;
+/// What the writer gathers before a write.
+const WRITE_BUFFER: usize = 256 * 1024;
 /// SETTINGS_INITIAL_WINDOW_SIZE.
 const SETTINGS_INITIAL_WINDOW: u32 = 7;
 
@@ -131,7 +133,7 @@ pub(crate) struct Conn {
 impl Conn {
     /// Starts the writer on `wr`. It gives up when the peer leaves no room
     /// in a window, or TCP takes nothing, for `stall`.
-    pub(crate) fn start<W>(mut wr: W, stall: Duration) -> Conn
+    pub(crate) fn start<W>(wr: W, stall: Duration) -> Conn
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
@@ -142,56 +144,66 @@ impl Conn {
         let writer = tokio::spawn(async move {
             let _closed = CloseOnDrop(closed_tx);
             let Ok(mut codec) = Codec::new() else { return };
-            while let Some(o) = rx.recv().await {
-                let (stream, data, fin) = match o {
-                    Out::Frame(f) => {
-                        let Ok(b) = codec.encode(&f) else { return };
-                        if !matches!(timeout(stall, wr.write_all(&b)).await, Ok(Ok(()))) {
-                            return;
-                        }
-                        continue;
-                    }
-                    Out::Data(stream, data, fin) => (stream, data, fin),
-                    Out::Forget(stream) => {
-                        w.forget(stream);
-                        continue;
-                    }
-                };
-                let mut rest = &data[..];
-                loop {
-                    // Wait for room in both windows.
-                    let room = loop {
-                        let notified = w.changed.notified();
-                        let room = if w.enforced() {
-                            w.get(stream).min(w.get(0))
-                        } else {
-                            rest.len() as i64
-                        };
-                        if room > 0 || rest.is_empty() {
-                            break room;
-                        }
-                        if timeout(stall, notified).await.is_err() {
-                            let _ = wr.shutdown().await;
-                            return;
-                        }
-                    };
-                    let n = rest.len().min(CHUNK).min(room.max(0) as usize);
-                    let last = n == rest.len();
-                    let f = Frame::Data {
-                        stream,
-                        flags: if last && fin { FLAG_FIN } else { 0 },
-                        data: rest[..n].to_vec(),
-                    };
-                    w.add(stream, -(n as i64));
-                    w.add(0, -(n as i64));
-                    let Ok(b) = codec.encode(&f) else { return };
-                    if !matches!(timeout(stall, wr.write_all(&b)).await, Ok(Ok(()))) {
+            // Frames are gathered and go out when nothing more is queued
+            // (or before waiting on a window).
+            let mut wr = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, wr);
+            macro_rules! put {
+                ($bytes:expr) => {
+                    if !matches!(timeout(stall, wr.write_all($bytes)).await, Ok(Ok(()))) {
                         return;
                     }
-                    rest = &rest[n..];
-                    if last {
-                        break;
+                };
+            }
+            macro_rules! flush {
+                () => {
+                    if !matches!(timeout(stall, wr.flush()).await, Ok(Ok(()))) {
+                        return;
                     }
+                };
+            }
+            while let Some(o) = rx.recv().await {
+                match o {
+                    Out::Frame(f) => {
+                        let Ok(b) = codec.encode(&f) else { return };
+                        put!(&b);
+                    }
+                    Out::Forget(stream) => w.forget(stream),
+                    Out::Data(stream, data, fin) => {
+                        let mut rest = &data[..];
+                        loop {
+                            // Wait for room in both windows.
+                            let room = loop {
+                                let notified = w.changed.notified();
+                                let room = if w.enforced() {
+                                    w.get(stream).min(w.get(0))
+                                } else {
+                                    rest.len() as i64
+                                };
+                                if room > 0 || rest.is_empty() {
+                                    break room;
+                                }
+                                flush!();
+                                if timeout(stall, notified).await.is_err() {
+                                    let _ = wr.shutdown().await;
+                                    return;
+                                }
+                            };
+                            let n = rest.len().min(CHUNK).min(room.max(0) as usize);
+                            let last = n == rest.len();
+                            let flags = if last && fin { FLAG_FIN } else { 0 };
+                            w.add(stream, -(n as i64));
+                            w.add(0, -(n as i64));
+                            put!(&data_header(stream, flags, n));
+                            put!(&rest[..n]);
+                            rest = &rest[n..];
+                            if last {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if rx.is_empty() {
+                    flush!();
                 }
             }
             let _ = wr.shutdown().await;

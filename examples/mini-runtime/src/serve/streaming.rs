@@ -45,11 +45,21 @@ fn connect_in(netns: Option<std::path::PathBuf>, port: u16) -> Result<std::net::
 /// Copies what `r` reads to `tx` until EOF (or EIO: a terminal whose
 /// other side closed), on a thread of its own.
 fn pump_out(
-    mut r: impl Read + Send + 'static,
+    mut r: impl Read + AsFd + Send + 'static,
     tx: mpsc::Sender<Vec<u8>>,
 ) -> std::thread::JoinHandle<()> {
+    // A pipe of 1 MiB (the default most a process may ask) lets the
+    // process write on while a read is under way; a terminal says no.
+    // SAFETY: fcntl on an fd this function owns.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&r.as_fd()),
+            libc::F_SETPIPE_SZ,
+            1 << 20,
+        )
+    };
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 32 * 1024];
+        let mut buf = vec![0u8; 256 * 1024];
         loop {
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => break,

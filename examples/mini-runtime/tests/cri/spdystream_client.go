@@ -10,7 +10,8 @@
 //
 // exec opens the error, stdin (with STDIN_TEXT, or @N for N bytes of "x"),
 // stdout and stderr streams as the remotecommand v4 client does and prints
-// JSON: the protocol, stdout (its length too), stderr and the error stream.
+// JSON: the protocol, stdout (its length too; past 4 KiB only its head),
+// stderr and the error stream, and the seconds from dial to the end.
 // portforward opens an error and a data stream per argument, all at once,
 // writes PAYLOAD (or @N) and half-closes, and prints the protocol and, per
 // forward, the data (its length) and the error text. A refused upgrade
@@ -95,17 +96,35 @@ func open(conn *spdystream.Connection, h http.Header) *spdystream.Stream {
 	return s
 }
 
-func readAll(s *spdystream.Stream, into *string, wg *sync.WaitGroup) {
-	defer wg.Done()
-	b, _ := io.ReadAll(s)
-	*into = string(b)
+// capped keeps the first 4 KiB of what is written and counts the rest.
+type capped struct {
+	kept []byte
+	n    int
 }
 
-func short(s string) string {
-	if len(s) > 4096 {
-		return s[:64]
+func (c *capped) Write(p []byte) (int, error) {
+	if room := 4096 - len(c.kept); room > 0 {
+		if room > len(p) {
+			room = len(p)
+		}
+		c.kept = append(c.kept, p[:room]...)
 	}
-	return s
+	c.n += len(p)
+	return len(p), nil
+}
+
+// text is what was kept: all of it, or a 64-byte head past 4 KiB.
+func (c *capped) text() string {
+	if c.n > 4096 {
+		return string(c.kept[:64])
+	}
+	return string(c.kept)
+}
+
+func readAll(s *spdystream.Stream, into *capped, wg *sync.WaitGroup) {
+	defer wg.Done()
+	buf := make([]byte, 256*1024)
+	io.CopyBuffer(into, s, buf)
 }
 
 func main() {
@@ -118,6 +137,7 @@ func main() {
 	}
 	time.AfterFunc(60*time.Second, func() { fail("timed out") })
 	out := map[string]interface{}{}
+	start := time.Now()
 	switch os.Args[2] {
 	case "exec":
 		conn, proto, status := dial(u, []string{"v4.channel.k8s.io"})
@@ -127,7 +147,7 @@ func main() {
 		}
 		out["protocol"] = proto
 		typ := func(t string) http.Header { return http.Header{"Streamtype": {t}} }
-		var stdout, stderr, errText string
+		var stdout, stderr, errText capped
 		var wg sync.WaitGroup
 		errStream := open(conn, typ("error"))
 		stdin := open(conn, typ("stdin"))
@@ -144,8 +164,8 @@ func main() {
 		}
 		stdin.Close()
 		wg.Wait()
-		out["stdout"], out["length"] = short(stdout), len(stdout)
-		out["stderr"], out["error"] = stderr, errText
+		out["stdout"], out["length"] = stdout.text(), stdout.n
+		out["stderr"], out["error"] = stderr.text(), errText.text()
 	case "portforward":
 		conn, proto, status := dial(u, []string{"portforward.k8s.io"})
 		if conn == nil {
@@ -166,7 +186,7 @@ func main() {
 				h := func(t string) http.Header {
 					return http.Header{"Streamtype": {t}, "Port": {port}, "Requestid": {strconv.Itoa(i)}}
 				}
-				var data, errText string
+				var data, errText capped
 				var inner sync.WaitGroup
 				e := open(conn, h("error"))
 				e.Close()
@@ -175,11 +195,11 @@ func main() {
 				go readAll(e, &errText, &inner)
 				go readAll(d, &data, &inner)
 				if _, err := d.Write(payload(p)); err != nil {
-					errText += "<write: " + err.Error() + ">"
+					errText.Write([]byte("<write: " + err.Error() + ">"))
 				}
 				d.Close()
 				inner.Wait()
-				f["data"], f["length"], f["error"] = short(data), len(data), errText
+				f["data"], f["length"], f["error"] = data.text(), data.n, errText.text()
 			}(i, port, p)
 		}
 		wg.Wait()
@@ -187,6 +207,8 @@ func main() {
 	default:
 		fail("unknown mode %q", os.Args[2])
 	}
+	// From the dial to the last stream's end: what a benchmark times.
+	out["elapsed_s"] = time.Since(start).Seconds()
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		fail("json: %v", err)
 	}
