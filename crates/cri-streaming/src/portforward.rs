@@ -16,6 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::http::Head;
+use crate::ws::normal_close;
 use crate::{Backend, PortForwardRequest};
 
 fn frame(b64: bool, ch: u8, data: &[u8]) -> Message {
@@ -79,7 +80,7 @@ pub(crate) async fn serve(
                 break;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
         let _ = sink.close().await;
     });
     // Per port: the write half of its connection, fed from the client.

@@ -109,6 +109,18 @@ fn unframe(proto: Proto, m: Message) -> Option<(u8, Vec<u8>)> {
     }
 }
 
+/// The close frame that ends a session: with status 1000 (normal), which
+/// gorilla/websocket clients (crictl, client-go) need to read the end as
+/// an end rather than an error; a close with no status is 1005 to them.
+pub(crate) fn normal_close() -> Message {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+}
+
 /// What a process's exit code other than 0 is told as.
 fn nonzero(code: i32) -> String {
     format!("command terminated with non-zero exit code: exit status {code}")
@@ -252,7 +264,7 @@ pub(crate) async fn serve(
                 break;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
         let _ = sink.close().await;
     });
     // The process's output streams, each forwarded onto its channel.
@@ -370,7 +382,7 @@ fn tunnel(ws: WebSocketStream<TcpStream>, stall: Duration) -> tokio::io::DuplexS
                 }
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
         let _ = sink.close().await;
         inbound.abort();
     });

@@ -81,6 +81,9 @@ fn exec_attach_and_port_forward_from_real_clients() {
         let r = ws(&py, &url, "v5.channel.k8s.io", "hello\n", "");
         assert_eq!(r["protocol"], "v5.channel.k8s.io");
         assert_eq!(r["stdout"], "hello\n", "{r}");
+        // A normal close: with no status (1005) crictl -r websocket takes
+        // the end for an error and loses the exit code.
+        assert_eq!(r["close_code"], 1000, "{r}");
         assert_eq!(r["stderr"], "err\n", "{r}");
         let status: serde_json::Value = serde_json::from_str(r["error"].as_str().unwrap()).unwrap();
         assert_eq!(status["reason"], "NonZeroExitCode", "{r}");

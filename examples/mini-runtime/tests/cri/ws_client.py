@@ -66,6 +66,8 @@ def main():
     def take(op, data):
         """Adds a message to the output; False at the end."""
         if op == websocket.ABNF.OPCODE_CLOSE:
+            # The status a gorilla/websocket client (crictl) needs: 1000.
+            out["close_code"] = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
             return False
         if not data:
             return True
