@@ -283,6 +283,13 @@ pub(super) fn prepare_rootfs(
     if !r.enter.shares_mount_ns() {
         sys::mount(null, c"/".as_ptr(), null, early_propagation(r), null)
             .map_err(at(Step::RootPropagation, 0))?;
+        // A shared tree keeps its peers on the host, so a bidirectional
+        // mount's source stays the host's peer; only the mount the rootfs
+        // is on goes private, so the rootfs bind below stays here and
+        // pivot_root takes it (runc 1.1 does the same).
+        if r.propagation & libc::MS_SHARED != 0 {
+            private_mount_of(&r.rootfs).map_err(at(Step::RootPropagation, 2))?;
+        }
     }
     // pivot_root needs the new root to be a mount point; in a shared mount
     // namespace the bind holds every container mount, so delete detaches them at once.
@@ -433,16 +440,41 @@ fn check_devnull(fd: RawFd) -> Result<RawFd, Errno> {
     }
 }
 
-/// The root propagation set before the rootfs is prepared. A shared one waits
-/// until after pivot_root: pivot_root refuses a shared parent mount, and a shared
-/// `/` would carry the rootfs bind to the host. (runc 1.4 makes the rootfs's
-/// parent private instead and applies it after pivot_root too; runc 1.1 only
-/// applies it here, so its container root ends up private.)
+/// The root propagation set before the rootfs is prepared: the plan's, all
+/// of the tree. A shared one is set on the new root again after pivot_root
+/// (pivot_root refuses a shared new root or parent, so [`private_mount_of`]
+/// makes the rootfs's mount private first).
 fn early_propagation(r: &RootfsPlan) -> c_ulong {
-    if r.propagation & libc::MS_SHARED != 0 {
-        libc::MS_SLAVE | libc::MS_REC
-    } else {
-        r.propagation
+    r.propagation
+}
+
+/// Makes the mount that `path` is on private (that mount only): the first
+/// of `path` and its parents that is a mount point. No allocation: the
+/// path is cut back in a buffer of its own.
+fn private_mount_of(path: &std::ffi::CStr) -> Result<(), i32> {
+    let bytes = path.to_bytes();
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    if bytes.is_empty() || bytes.len() >= buf.len() || bytes[0] != b'/' {
+        return Err(libc::EINVAL);
+    }
+    buf[..bytes.len()].copy_from_slice(bytes);
+    let mut len = bytes.len();
+    loop {
+        buf[len] = 0;
+        let null = std::ptr::null();
+        let at = buf.as_ptr().cast::<libc::c_char>();
+        match sys::mount(null, at, null, libc::MS_PRIVATE, null) {
+            Ok(()) => return Ok(()),
+            // Not a mount point: its parent, up to "/".
+            Err(libc::EINVAL) if len > 1 => {
+                len = buf[..len]
+                    .iter()
+                    .rposition(|b| *b == b'/')
+                    .unwrap_or(0)
+                    .max(1);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

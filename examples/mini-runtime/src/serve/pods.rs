@@ -853,7 +853,14 @@ impl Pods {
         &self,
         req: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        let mut pod = self.get(&req.into_inner().pod_sandbox_id)?;
+        let id = req.into_inner().pod_sandbox_id;
+        if id.is_empty() {
+            return Err(invalid("pod_sandbox_id", "empty"));
+        }
+        // Idempotent, as the CRI has it: a pod that is gone is stopped.
+        let Ok(mut pod) = self.get(&id) else {
+            return Ok(Response::new(StopPodSandboxResponse {}));
+        };
         let this = self.clone();
         let id = pod.id.clone();
         tokio::task::spawn_blocking(move || {

@@ -401,6 +401,60 @@ fn host_devices() -> Vec<(Value, Value)> {
     out
 }
 
+/// The mount point `path` is on and its propagation (`shared`, `slave`;
+/// none listed: private), from this process's mountinfo.
+fn source_propagation(path: &Path) -> Option<(PathBuf, Vec<String>)> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<(PathBuf, Vec<String>)> = None;
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(at) = f.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else {
+            continue;
+        };
+        if !path.starts_with(&at) {
+            continue;
+        }
+        // Optional fields run from the 7th to the "-".
+        let kinds = f
+            .iter()
+            .skip(6)
+            .take_while(|x| **x != "-")
+            .filter_map(|x| x.split(':').next())
+            .map(|k| if k == "master" { "slave" } else { k }.to_string())
+            .collect();
+        // The last of the longest: what is mounted over the rest.
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| at.components().count() >= b.components().count())
+        {
+            best = Some((at, kinds));
+        }
+    }
+    best
+}
+
+/// Mountinfo's octal escapes (`\040` for a space) undone.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && let Some(d) = b.get(i + 1..i + 4)
+            && d.iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+            out.push(v as u8);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Where a CRI mount's propagation puts it.
 fn propagation(p: i32) -> Result<&'static str, Status> {
     match MountPropagation::try_from(p) {
@@ -599,6 +653,7 @@ pub(crate) fn container_spec(
                 "source": sb.dir.join(file), "options": ["rbind", "rprivate", "rw"]}));
         }
     }
+    let mut rootfs_propagation = "";
     let mut requested = cfg.mounts.clone();
     // Parents before children, as containerd orders them.
     requested.sort_by_key(|m| Path::new(&m.container_path).components().count());
@@ -610,10 +665,12 @@ pub(crate) fn container_spec(
                 &format!("{:?} is not absolute", m.container_path),
             ));
         }
-        if m.selinux_relabel {
+        // Without SELinux there is no label to set, and the relabel is a
+        // no-op (as containerd's); with it, this server cannot relabel.
+        if m.selinux_relabel && Path::new("/sys/fs/selinux/enforce").exists() {
             return Err(invalid(
                 &field("selinux_relabel"),
-                "SELinux relabelling is not supported by mini-runtime (the host has no SELinux)",
+                "SELinux relabelling is not supported by mini-runtime",
             ));
         }
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
@@ -671,9 +728,43 @@ pub(crate) fn container_spec(
             p
         };
         let ro = m.readonly || m.image.as_ref().is_some_and(|s| !s.image.is_empty());
+        // As containerd: a propagating mount needs its source's mount to
+        // propagate, and the new root to pass it on.
+        let prop = propagation(m.propagation)?;
+        if prop != "rprivate" {
+            let wanted = if prop == "rshared" {
+                "shared"
+            } else {
+                "shared or slave"
+            };
+            let propagates = |kinds: &[String]| {
+                kinds
+                    .iter()
+                    .any(|k| k == "shared" || (prop == "rslave" && k == "slave"))
+            };
+            match source_propagation(&source) {
+                Some((_, kinds)) if propagates(&kinds) => {}
+                Some((at, _)) => {
+                    return Err(invalid(
+                        &field("propagation"),
+                        &format!(
+                            "{} is on the mount at {}, which is not {wanted}",
+                            source.display(),
+                            at.display()
+                        ),
+                    ));
+                }
+                None => {}
+            }
+            if prop == "rshared" {
+                rootfs_propagation = "rshared";
+            } else if rootfs_propagation != "rshared" {
+                rootfs_propagation = "rslave";
+            }
+        }
         mounts.push(json!({
             "destination": m.container_path, "type": "bind", "source": source,
-            "options": ["rbind", propagation(m.propagation)?, if ro { "ro" } else { "rw" }],
+            "options": ["rbind", prop, if ro { "ro" } else { "rw" }],
         }));
     }
 
@@ -739,6 +830,9 @@ pub(crate) fn container_spec(
     if let Some(seccomp) = seccomp_of(&sc, &caps)? {
         lx["seccomp"] = seccomp;
     }
+    if !rootfs_propagation.is_empty() {
+        lx["rootfsPropagation"] = json!(rootfs_propagation);
+    }
     let stop_signal = match cri_api::v1::Signal::try_from(cfg.stop_signal) {
         Ok(cri_api::v1::Signal::RuntimeDefault) | Err(_) => process
             .stop_signal
@@ -777,6 +871,15 @@ pub(crate) fn container_spec(
 mod tests {
     use super::*;
     use cri_api::v1::Capability;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped_and_the_root_has_a_mount() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
+        // Not an escape: kept as it is, multi-byte text too.
+        assert_eq!(unescape_mountinfo("/x\\9é\\"), "/x\\9é\\");
+        let (at, _) = source_propagation(Path::new("/")).unwrap();
+        assert_eq!(at, PathBuf::from("/"));
+    }
 
     fn sc(add: &[&str], drop: &[&str]) -> LinuxContainerSecurityContext {
         LinuxContainerSecurityContext {
