@@ -22,7 +22,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Applying one entry of a layer failed.
-    #[error("layer entry {entry}: {op}: {source}")]
+    #[error("layer entry {}: {op}: {source}", printable(entry))]
     Entry {
         /// The entry's path as written in the layer.
         entry: String,
@@ -33,7 +33,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A layer entry is malformed or not allowed.
-    #[error("layer entry {entry}: {reason}")]
+    #[error("layer entry {}: {reason}", printable(entry))]
     BadEntry {
         /// The entry's path as written in the layer.
         entry: String,
@@ -41,7 +41,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// Reading a layer's tar stream failed (truncated or corrupt data).
-    #[error("reading layer {layer}: {source}")]
+    #[error("reading layer {layer}: {}", tar_message(source))]
     ReadLayer {
         /// The layer's digest, or `stream` for a bare reader.
         layer: String,
@@ -132,7 +132,7 @@ pub enum Error {
     },
     /// A registry request failed: the registry's status and error, or the
     /// connection's.
-    #[error("{registry}: {what}: {reason}")]
+    #[error("{registry}: {what}: {}", printable(reason))]
     Registry {
         /// The registry (or mirror) host.
         registry: String,
@@ -196,4 +196,79 @@ pub(crate) fn io_err(
 ) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }
+}
+
+/// `s` as text a terminal shows as it is: control characters, and the
+/// replacement characters lossy decoding left for bytes that were not
+/// UTF-8, escaped; at most 512 characters.
+pub(crate) fn printable(s: &str) -> String {
+    const MAX: usize = 512;
+    let mut out = String::with_capacity(s.len().min(MAX + 3));
+    for (n, c) in s.chars().enumerate() {
+        if n == MAX {
+            out.push_str("...");
+            break;
+        }
+        match c {
+            '\u{fffd}' => out.push_str("\\u{fffd}"),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A tar reader's error as a person can read it. The tar crate puts a
+/// header's raw bytes in what it says of a field that is not a number;
+/// that is the first sign of data that is no tar at all.
+fn tar_message(e: &io::Error) -> String {
+    let s = e.to_string();
+    for prefix in [
+        "numeric field did not have utf-8 text: ",
+        "numeric field was not a number: ",
+    ] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            let field = rest
+                .split_once(" when getting ")
+                .and_then(|(_, f)| f.split(' ').next())
+                .unwrap_or("a numeric");
+            return format!(
+                "a tar header's {field} field is not an octal number: \
+                 not a tar archive (plain, gzip or zstd), or a corrupt one"
+            );
+        }
+    }
+    if s == "archive header checksum mismatch" {
+        return "a tar header's checksum does not match it: \
+                not a tar archive (plain, gzip or zstd), or a corrupt one"
+            .to_string();
+    }
+    printable(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_garbage_is_told_without_its_bytes() {
+        let raw = io::Error::other(
+            "numeric field did not have utf-8 text: \u{fffd}\u{1b}[31m when getting cksum for \u{fffd}x",
+        );
+        let e = Error::ReadLayer {
+            layer: "/tmp/f".into(),
+            source: raw,
+        };
+        assert_eq!(
+            e.to_string(),
+            "reading layer /tmp/f: a tar header's cksum field is not an octal number: \
+             not a tar archive (plain, gzip or zstd), or a corrupt one"
+        );
+        let e = Error::BadEntry {
+            entry: "a\u{1b}[2Jb\u{fffd}".into(),
+            reason: "no",
+        };
+        assert_eq!(e.to_string(), "layer entry a\\u{1b}[2Jb\\u{fffd}: no");
+        assert_eq!(printable(&"x".repeat(600)).len(), 515);
+    }
 }

@@ -621,16 +621,27 @@ mod tests {
 
     #[test]
     fn json_error_names_field_and_line() {
+        // The message names the field; its source, the JSON error, says
+        // what and where (each once).
+        let chain = |e: Error| {
+            let mut s = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                s = format!("{s}: {c}");
+                cur = c.source();
+            }
+            s
+        };
         let json = br#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":"zero","gid":0}}}"#;
         let err = parse_spec(json, Path::new("c.json"))
             .err()
-            .map(|e| e.to_string())
+            .map(chain)
             .unwrap_or_default();
         assert!(err.contains("process.user.uid"), "{err}");
-        assert!(err.contains("line 1"), "{err}");
+        assert_eq!(err.matches("line 1").count(), 1, "{err}");
         let err = parse_spec(b"{\n\"ociVersion\": 1.0,", Path::new("c.json"))
             .err()
-            .map(|e| e.to_string())
+            .map(chain)
             .unwrap_or_default();
         assert!(err.contains("line 2"), "{err}");
     }

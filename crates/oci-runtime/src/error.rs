@@ -16,7 +16,7 @@ pub enum Error {
         source: io::Error,
     },
     /// `config.json` is not valid JSON or does not match the runtime spec.
-    #[error("parsing {path}: field `{field}`: {source}")]
+    #[error("parsing {path}: field `{field}`")]
     ParseConfig {
         /// The file.
         path: PathBuf,

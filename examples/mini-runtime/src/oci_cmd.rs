@@ -296,7 +296,7 @@ pub(crate) enum CliError {
     },
     #[error("{0}")]
     Usage(String),
-    #[error("parsing {path}: field `{field}`: {source}")]
+    #[error("parsing {path}: field `{field}`")]
     Json {
         path: PathBuf,
         field: String,

@@ -47,6 +47,64 @@ fn bad_json_names_line_and_field() {
     )
     .unwrap_or_default();
     assert_refused(&rt, &b, &unique_id("json"), "line 3");
+    // A missing field: said once, where it is missing.
+    std::fs::write(
+        b.path().join("config.json"),
+        r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"}}"#,
+    )
+    .unwrap_or_default();
+    let id = unique_id("json");
+    assert_refused(
+        &rt,
+        &b,
+        &id,
+        "field `process`: missing field `user` at line 1",
+    );
+    let out = rt.run(&[
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap_or_default(),
+        &id,
+    ]);
+    assert_eq!(
+        stderr(&out).matches("missing field").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn import_of_random_bytes_says_it_is_no_tar_in_printable_text() {
+    let dir = tempfile::tempdir().unwrap();
+    // Random bytes, fixed: a header whose checksum field is binary.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let junk: Vec<u8> = (0..20_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let f = dir.path().join("junk.tar");
+    std::fs::write(&f, &junk).unwrap();
+    let out = std::process::Command::new(common::bin_path())
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["image", "import"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).expect("UTF-8");
+    assert!(err.contains("not a tar archive"), "{err}");
+    assert!(
+        err.trim_end()
+            .chars()
+            .all(|c| !c.is_control() && c != '\u{fffd}'),
+        "{err:?}"
+    );
 }
 
 /// A change to a config.
