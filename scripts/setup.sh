@@ -44,3 +44,9 @@ if ! [ -d .node/node_modules/spdy-transport ] || ! [ -d .node/node_modules/webso
   echo "installing spdy-transport and websocket-driver into .node"
   npm install --silent --prefix .node --no-save --no-package-lock spdy-transport websocket-driver >/dev/null
 fi
+
+# cargo-fuzz (from crates.io) for the fuzz targets in fuzz/.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz"
+  cargo install --locked --quiet --version 0.13.2 cargo-fuzz
+fi

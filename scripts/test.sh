@@ -9,6 +9,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -27,3 +28,6 @@ cargo test --workspace --locked --doc
 step "oci-runtime with its tokio feature"
 cargo clippy --locked -p oci-runtime --features tokio --all-targets -- -D warnings
 cargo test --locked -p oci-runtime --features tokio --test host
+
+step "fuzz targets: each over its corpus, then a short fixed-seed run"
+bash scripts/fuzz.sh

@@ -247,3 +247,47 @@ impl Server {
         format!("http://{}/{kind}/{token}", self.addr)
     }
 }
+
+/// Entry points for the fuzz targets (`fuzz/`), built only by cargo-fuzz.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::spdy::Codec;
+
+    /// Decodes SPDY/3.1 frames from `bytes` as a session reads them, until
+    /// they end or one does not parse; each frame decoded is encoded again
+    /// and must decode to itself (through a second pair of contexts).
+    pub fn spdy(bytes: &[u8]) {
+        let (Ok(mut rx), Ok(mut tx), Ok(mut rx2)) = (Codec::new(), Codec::new(), Codec::new())
+        else {
+            return;
+        };
+        let mut at = 0;
+        while at < bytes.len() {
+            match rx.decode(&bytes[at..]) {
+                Ok(Some((f, used))) => {
+                    assert!(used > 0 && at + used <= bytes.len());
+                    at += used;
+                    let Ok(again) = tx.encode(&f) else { continue };
+                    match rx2.decode(&again) {
+                        Ok(Some((g, n))) => {
+                            assert_eq!(n, again.len());
+                            assert_eq!(f, g);
+                        }
+                        other => panic!("a frame encoded does not decode: {other:?}"),
+                    }
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    /// A client's WebSocket channel message in each framing, a resize
+    /// message, and port-forward query parameters.
+    pub fn channel_message(bytes: &[u8]) {
+        crate::ws::fuzz_unframe(bytes);
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            let _ = crate::portforward::query_ports(text);
+        }
+    }
+}

@@ -153,6 +153,18 @@ pub(crate) fn status(result: &Result<i32, String>) -> String {
     }
 }
 
+/// The parsers a client's messages meet, for the fuzz target.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_unframe(bytes: &[u8]) {
+    for p in [Proto::V1, Proto::Base64, Proto::V4, Proto::V5] {
+        let _ = unframe(p, Message::Binary(bytes.to_vec().into()));
+        if let Ok(t) = std::str::from_utf8(bytes) {
+            let _ = unframe(p, Message::Text(t.to_string().into()));
+        }
+    }
+    let _ = resize(bytes);
+}
+
 /// Parses a resize message: `{"Width": w, "Height": h}`.
 fn resize(data: &[u8]) -> Option<(u16, u16)> {
     size(&serde_json::from_slice(data).ok()?)

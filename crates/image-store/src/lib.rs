@@ -62,3 +62,23 @@ pub use store::{
     Descriptor, GcStats, Image, ImportOptions, Imported, Layer, LayerEvent, Lease, NoProgress,
     Platform, Progress, PullOptions, Pulled, REF_NAME, Store,
 };
+
+/// Entry points for the fuzz targets (`fuzz/`), built only by cargo-fuzz.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a `WWW-Authenticate` header; what it found, as text.
+    pub fn challenge(header: &str) -> Option<String> {
+        crate::registry::auth::parse_challenge(header).map(|c| format!("{c:?}"))
+    }
+
+    /// What an error reply's body is told as.
+    pub fn error_detail(body: &[u8]) -> String {
+        crate::registry::error_detail(body)
+    }
+
+    /// Every error message must be printable text.
+    pub fn printable(s: &str) -> String {
+        crate::error::printable(s)
+    }
+}

@@ -67,3 +67,15 @@ pub use image_spec::{Convention, DEFAULT_PATH, ImageOverrides, ImageProcess};
 pub use plan::{cap_number_by_name, known_capabilities};
 pub use procfs::parse_signal;
 pub use seccomp::default_seccomp;
+
+/// Entry points for the fuzz targets (`fuzz/`), built only by cargo-fuzz.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    /// Builds the init plan of a validated bundle, as `create` does.
+    pub fn plan(bundle: &crate::Bundle) -> crate::Result<()> {
+        crate::plan::build(bundle, &Default::default(), Path::new("/proc")).map(drop)
+    }
+}

@@ -6,7 +6,7 @@
 //! Built on `ureq` (blocking, streaming bodies): the store's pull runs a
 //! thread per layer, each streaming its blob straight into the unpacker.
 
-mod auth;
+pub(crate) mod auth;
 mod config;
 
 use std::collections::HashMap;
@@ -724,6 +724,18 @@ fn status_reason(resp: ureq::http::Response<ureq::Body>) -> String {
         .limit(64 << 10)
         .read_to_vec()
         .unwrap_or_default();
+    let detail = error_detail(&body);
+    if detail.is_empty() {
+        head.trim().to_string()
+    } else {
+        format!("{}: {detail}", head.trim())
+    }
+}
+
+/// What a registry's error body says: the `errors` of the distribution
+/// spec, else the start of the body; control characters blanked, at most
+/// 300 characters.
+pub(crate) fn error_detail(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
@@ -735,7 +747,7 @@ fn status_reason(resp: ureq::http::Response<ureq::Body>) -> String {
         #[serde(default)]
         message: String,
     }
-    let detail = match serde_json::from_slice::<Errors>(&body) {
+    let detail = match serde_json::from_slice::<Errors>(body) {
         Ok(e) if !e.errors.is_empty() => e
             .errors
             .iter()
@@ -749,14 +761,9 @@ fn status_reason(resp: ureq::http::Response<ureq::Body>) -> String {
             .trim()
             .to_string(),
     };
-    let detail: String = detail
+    detail
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(300)
-        .collect();
-    if detail.is_empty() {
-        head.trim().to_string()
-    } else {
-        format!("{}: {detail}", head.trim())
-    }
+        .collect()
 }

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpora (fuzz/corpus/<target>/): small
+inputs of the shapes the test suites use. Run from the repository root after
+`bash scripts/setup.sh` (the SPDY seeds are what npm's spdy-transport sends,
+recorded by a stand-in server). The corpora are committed; rerun this only
+to change them."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import tarfile
+import threading
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+
+
+def put(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def tar_of(entries):
+    """entries: (name, kind, payload) with kind file/dir/symlink/link."""
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, payload in entries:
+            i = tarfile.TarInfo(name)
+            if kind == "dir":
+                i.type, i.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(i)
+            elif kind == "symlink":
+                i.type, i.linkname = tarfile.SYMTYPE, payload
+                t.addfile(i)
+            elif kind == "link":
+                i.type, i.linkname = tarfile.LNKTYPE, payload
+                t.addfile(i)
+            else:
+                data = payload.encode()
+                i.size, i.mode = len(data), 0o644
+                t.addfile(i, io.BytesIO(data))
+    return b.getvalue()
+
+
+def layers():
+    plain = tar_of([("etc", "dir", None), ("etc/hostname", "file", "x\n"),
+                    ("bin", "dir", None), ("bin/sh", "symlink", "busybox"),
+                    ("bin/busybox", "file", "#!"), ("bin/ash", "link", "bin/busybox")])
+    put("layer_apply", "plain.tar", plain)
+    put("layer_apply", "whiteouts.tar", tar_of([
+        ("etc", "dir", None), ("etc/.wh.hostname", "file", ""), ("var", "dir", None),
+        ("var/.wh..wh..opq", "file", ""), ("var/new", "file", "n")]))
+    put("layer_apply", "escapes.tar", tar_of([
+        ("../outside/file", "file", "evil"), ("up", "symlink", "../outside"),
+        ("up/file", "file", "evil"), ("abs", "symlink", "/etc"), ("abs/passwd", "file", "x"),
+        ("hl", "link", "../outside/file")]))
+    put("layer_apply", "plain.tar.gz", gzip.compress(plain, mtime=0))
+    return plain
+
+
+def sha(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def images(layer):
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                      "rootfs": {"type": "layers", "diff_ids": [sha(layer)]}}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                 "digest": sha(cfg), "size": len(cfg)},
+                      "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                  "digest": sha(layer), "size": len(layer)}]}).encode()
+    index = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(man),
+        "size": len(man), "annotations": {"org.opencontainers.image.ref.name": "example.com/x:1"}}]}).encode()
+    files = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)]
+    files += [("blobs/sha256/" + sha(b)[7:], b) for b in (cfg, man, layer)]
+    put("image_import", "oci-layout.tar", tar_bytes(files))
+    docker = json.dumps([{"Config": "config.json", "RepoTags": ["example.com/x:1"],
+                          "Layers": ["layer.tar"]}]).encode()
+    put("image_import", "docker-save.tar", tar_bytes(
+        [("manifest.json", docker), ("config.json", cfg), ("layer.tar", layer)]))
+    put("image_import", "index-only", b"\x00" + index)
+
+
+def tar_bytes(files):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w") as t:
+        for name, data in files:
+            i = tarfile.TarInfo(name)
+            i.size = len(data)
+            t.addfile(i, io.BytesIO(data))
+    return b.getvalue()
+
+
+def configs():
+    cfg = {"ociVersion": "1.2.0",
+           "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["sh"],
+                       "env": ["PATH=/bin"], "cwd": "/",
+                       "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                                        "permitted": ["CAP_KILL"]},
+                       "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]},
+           "root": {"path": "rootfs", "readonly": True}, "hostname": "c",
+           "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                      {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "size=1m"]}],
+           "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}],
+                     "resources": {"memory": {"limit": 10000000}, "pids": {"limit": 10}},
+                     "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
+                     "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                         {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}}}
+    put("config_json", "full.json", json.dumps(cfg, indent=1))
+    put("config_json", "minimal.json", json.dumps({"ociVersion": "1.0.2", "process": {
+        "user": {"uid": 0, "gid": 0}, "args": ["true"], "cwd": "/"}, "root": {"path": "rootfs"}}))
+
+
+def registry():
+    put("registry_replies", "bearer", 'Bearer realm="https://auth.example.com/token",'
+        'service="registry.example.com",scope="repository:library/busybox:pull"')
+    put("registry_replies", "basic", 'Basic realm="registry"')
+    put("registry_replies", "errors", json.dumps({"errors": [
+        {"code": "MANIFEST_UNKNOWN", "message": "manifest unknown", "detail": {"Tag": "x"}}]}))
+    put("registry_replies", "reference", "registry.example.com:5000/ns/name:tag@sha256:" + "a" * 64)
+
+
+def cni():
+    put("cni_result", "result.json", json.dumps({"cniVersion": "1.0.0", "interfaces": [
+        {"name": "eth0", "mac": "0a:58:0a:58:00:02", "sandbox": "/var/run/netns/x"}],
+        "ips": [{"address": "10.88.0.2/16", "gateway": "10.88.0.1", "interface": 0}],
+        "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["10.88.0.1"]}}))
+    put("cni_result", "error.json", json.dumps({"cniVersion": "1.0.0", "code": 7,
+                                                "msg": "failed", "details": "x"}))
+    put("cni_result", "conflist.json", json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [
+        {"type": "bridge", "ipam": {"type": "host-local"}}, {"type": "portmap",
+                                                             "capabilities": {"portMappings": True}}]}))
+
+
+def record_spdy(script, args):
+    """What a spdy-transport client sends after the upgrade."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    got = []
+
+    def serve():
+        c, _ = srv.accept()
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += c.recv(4096)
+        proto = "portforward.k8s.io" if "portforward" in script else "v4.channel.k8s.io"
+        c.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\n"
+                  f"X-Stream-Protocol-Version: {proto}\r\n\r\n".encode())
+        c.settimeout(1.5)
+        data = buf.split(b"\r\n\r\n", 1)[1]
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+        except socket.timeout:
+            pass
+        got.append(data)
+        c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    env = dict(os.environ, NODE_PATH=os.path.join(ROOT, ".node", "node_modules"))
+    p = subprocess.Popen(["node", os.path.join(ROOT, "examples/mini-runtime/tests/cri", script),
+                          f"http://127.0.0.1:{port}/x/t"] + args, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t.join()
+    p.kill()
+    return got[0]
+
+
+def streams():
+    put("stream_frames", "spdy-exec", b"\x00" + record_spdy("spdy_client.js", ["hello\n", "80x24", "tty"]))
+    put("stream_frames", "spdy-portforward", b"\x00" + record_spdy("spdy_portforward.js", ["spdy", "80=GET /"]))
+    put("stream_frames", "channel-stdin", b"\x01" + b"\x00hello")
+    put("stream_frames", "channel-resize", b"\x01" + b'\x04{"Width":80,"Height":24}')
+    put("stream_frames", "channel-base64", b"\x01" + b"0aGVsbG8=")
+    put("stream_frames", "query", b"\x01" + b"/portforward/t?port=80&port=443")
+
+
+if __name__ == "__main__":
+    images(layers())
+    configs()
+    registry()
+    cni()
+    streams()
