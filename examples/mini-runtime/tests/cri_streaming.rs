@@ -309,6 +309,70 @@ fn exec_attach_and_port_forward_from_real_clients() {
             assert!(f[1]["error"].as_str().unwrap().contains("refused"), "{r}");
         }
 
+        // A stopped container: Exec and Attach refuse it; a URL given while
+        // it ran, used after it stopped, ends with the reason on the error
+        // stream, and the server goes on serving.
+        let doomed = create(
+            &mut c,
+            &pod,
+            config(
+                "doomed",
+                &image,
+                &["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"],
+            ),
+            &pod_cfg,
+        )
+        .await
+        .unwrap();
+        start(&mut c, &doomed).await;
+        let late = c
+            .exec(ExecRequest {
+                container_id: doomed.clone(),
+                cmd: vec!["echo".into(), "late".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        // Killed after a second: the shell as pid 1 ignores SIGTERM.
+        c.stop_container(cri_api::v1::StopContainerRequest {
+            container_id: doomed.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+        let r = ws(&py, &late, "v4.channel.k8s.io", "", "");
+        let status: serde_json::Value = serde_json::from_str(r["error"].as_str().unwrap()).unwrap();
+        assert_eq!(status["status"], "Failure", "{r}");
+        assert!(
+            status["message"].as_str().unwrap().contains("is stopped"),
+            "{r}"
+        );
+        for e in [
+            c.exec(ExecRequest {
+                container_id: doomed.clone(),
+                cmd: vec!["true".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+            c.attach(AttachRequest {
+                container_id: doomed.clone(),
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        ] {
+            assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+        }
+        let url = exec_url(&mut c, "echo still", false, false).await.unwrap();
+        let r = ws(&py, &url, "v4.channel.k8s.io", "", "");
+        assert_eq!(r["stdout"], "still\n", "{r}");
+
         // Bad requests: no stream, tty with stderr, a missing container.
         let e = c
             .exec(ExecRequest {
