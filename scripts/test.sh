@@ -31,3 +31,6 @@ cargo test --locked -p oci-runtime --features tokio --test host
 
 step "fuzz targets: each over its corpus, then a short fixed-seed run"
 bash scripts/fuzz.sh
+
+step "soak, short: CLI and serve cycles, pods under load, kill -9 of serve; nothing may leak"
+.venv/bin/python benches/soak.py --short --bin target/debug/mini-runtime

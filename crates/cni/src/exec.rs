@@ -49,8 +49,9 @@ pub struct Cached {
     pub list: NetworkConfigList,
     /// The attachment, netns path included.
     pub attachment: Attachment,
-    /// The ADD's result.
-    pub result: CniResult,
+    /// The ADD's result; `None` while the ADD has not finished (or was
+    /// cut off: the plugins may have allocated, so a DEL is owed).
+    pub result: Option<CniResult>,
 }
 
 /// A plugin binary as last seen: path, size, modification time.
@@ -392,6 +393,9 @@ impl Cni {
     pub fn add(&self, list: &NetworkConfigList, att: &Attachment) -> Result<CniResult> {
         check_attachment(att)?;
         self.negotiate(list)?;
+        // The intent first: if this process dies mid-ADD, what the plugins
+        // allocated can still be found and released (see `pending`).
+        self.save_cache(list, att, None)?;
         let mut prev: Option<CniResult> = None;
         for p in &list.plugins {
             let conf = Self::plugin_conf(list, p, prev.as_ref().map(|r| &r.raw), att);
@@ -399,6 +403,7 @@ impl Cni {
                 Ok(o) => o,
                 Err(e) => {
                     let _ = self.del_list(list, att, prev.as_ref().map(|r| &r.raw));
+                    self.drop_cache(&list.name, att);
                     return Err(e);
                 }
             };
@@ -406,6 +411,7 @@ impl Cni {
                 Ok(r) => prev = Some(r),
                 Err(reason) => {
                     let _ = self.del_list(list, att, prev.as_ref().map(|r| &r.raw));
+                    self.drop_cache(&list.name, att);
                     return Err(Error::BadReply {
                         plugin: p.kind.clone(),
                         command: "ADD",
@@ -414,18 +420,74 @@ impl Cni {
                 }
             }
         }
-        let result = prev.ok_or_else(|| Error::Invalid {
-            what: "network",
-            reason: format!("{} has no plugins", list.name),
-        })?;
-        if let Err(e) = self.save_cache(list, att, &result) {
+        let Some(result) = prev else {
+            self.drop_cache(&list.name, att);
+            return Err(Error::Invalid {
+                what: "network",
+                reason: format!("{} has no plugins", list.name),
+            });
+        };
+        if let Err(e) = self.save_cache(list, att, Some(&result)) {
             let _ = self.del_list(list, att, Some(&result.raw));
+            self.drop_cache(&list.name, att);
             return Err(e);
         }
         Ok(result)
     }
 
-    fn save_cache(&self, list: &NetworkConfigList, att: &Attachment, r: &CniResult) -> Result<()> {
+    fn drop_cache(&self, network: &str, att: &Attachment) {
+        let _ = std::fs::remove_file(self.cache_path(network, att));
+    }
+
+    /// Every attachment the cache holds, finished or not, as (network,
+    /// attachment): what a runtime checks against its own records after a
+    /// restart, to DEL what it no longer knows. Cache writes that were cut
+    /// off (temp files) are removed: call it before this process's first ADD.
+    pub fn pending(&self) -> Vec<(String, Attachment)> {
+        let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "tmp") {
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let Some(v) = std::fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            else {
+                continue;
+            };
+            let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+            let (Some(network), Some(id), Some(ifname)) =
+                (field("networkName"), field("containerId"), field("ifName"))
+            else {
+                continue;
+            };
+            out.push((
+                network,
+                Attachment {
+                    container_id: id,
+                    netns: field("netns").map(PathBuf::from).unwrap_or_default(),
+                    ifname,
+                    ..Default::default()
+                },
+            ));
+        }
+        out
+    }
+
+    fn save_cache(
+        &self,
+        list: &NetworkConfigList,
+        att: &Attachment,
+        r: Option<&CniResult>,
+    ) -> Result<()> {
         std::fs::create_dir_all(&self.cache_dir).map_err(io_err("creating", &self.cache_dir))?;
         let rec = json!({
             "kind": "cniCacheV1",
@@ -436,7 +498,7 @@ impl Cni {
             "config": list.to_json(),
             "cniArgs": att.args,
             "capabilityArgs": att.capability_args,
-            "result": r.raw,
+            "result": r.map(|r| &r.raw),
         });
         let path = self.cache_path(&list.name, att);
         let tmp = path.with_extension("tmp");
@@ -452,7 +514,10 @@ impl Cni {
         let v: Value = serde_json::from_slice(&bytes).ok()?;
         let list =
             crate::config::parse_list(v.get("config")?.to_string().as_bytes(), &path).ok()?;
-        let result = parse_result(v.get("result")?.to_string().as_bytes()).ok()?;
+        let result = v
+            .get("result")
+            .filter(|r| !r.is_null())
+            .and_then(|r| parse_result(r.to_string().as_bytes()).ok());
         let args = v
             .get("cniArgs")
             .and_then(Value::as_array)
@@ -531,9 +596,13 @@ impl Cni {
             }
             _ => att,
         };
+        let prev = cached
+            .as_ref()
+            .and_then(|c| c.result.as_ref())
+            .map(|r| &r.raw);
         let (list, prev) = match (list, &cached) {
-            (Some(l), c) => (l, c.as_ref().map(|c| &c.result.raw)),
-            (None, Some(c)) => (&c.list, Some(&c.result.raw)),
+            (Some(l), _) => (l, prev),
+            (None, Some(c)) => (&c.list, prev),
             (None, None) => return Ok(()),
         };
         self.del_list(list, att, prev)?;
@@ -559,15 +628,18 @@ impl Cni {
             return Ok(());
         }
         self.negotiate(list)?;
-        let cached = self.cached(&list.name, att).ok_or_else(|| Error::Invalid {
-            what: "CHECK",
-            reason: format!(
-                "no cached ADD result of {} on {}",
-                att.container_id, list.name
-            ),
-        })?;
+        let result = self
+            .cached(&list.name, att)
+            .and_then(|c| c.result)
+            .ok_or_else(|| Error::Invalid {
+                what: "CHECK",
+                reason: format!(
+                    "no cached ADD result of {} on {}",
+                    att.container_id, list.name
+                ),
+            })?;
         for p in &list.plugins {
-            let conf = Self::plugin_conf(list, p, Some(&cached.result.raw), att);
+            let conf = Self::plugin_conf(list, p, Some(&result.raw), att);
             self.invoke(&p.kind, "CHECK", Some(att), conf)?;
         }
         Ok(())
@@ -625,6 +697,35 @@ impl Cni {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_add_cut_off_is_found_pending_and_its_temp_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let cni = Cni::new(Vec::new(), dir.path().join("cache"));
+        let list = crate::config::parse_list(
+            br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"}]}"#,
+            Path::new("10-n.conflist"),
+        )
+        .unwrap();
+        let att = Attachment {
+            container_id: "pod1".into(),
+            netns: "/run/netns/x".into(),
+            ifname: "eth0".into(),
+            ..Default::default()
+        };
+        // What ADD writes first; then a write cut off before its rename.
+        cni.save_cache(&list, &att, None).unwrap();
+        let stray = dir.path().join("cache/n-pod2-eth0.tmp");
+        std::fs::write(&stray, "{").unwrap();
+        let pending = cni.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].0, "n");
+        assert_eq!(pending[0].1.container_id, "pod1");
+        assert_eq!(pending[0].1.netns, PathBuf::from("/run/netns/x"));
+        assert!(!stray.exists());
+        let cached = cni.cached("n", &att).expect("cached");
+        assert!(cached.result.is_none());
+    }
 
     #[test]
     fn attachments_are_checked() {

@@ -117,7 +117,7 @@ fn bridge_network_add_check_del_and_del_from_the_cache() {
     // A "restart": a new instance, no list given; DEL comes from the cache.
     let again = Cni::new(vec![PathBuf::from(BIN)], dir.path().join("cache"));
     let cached = again.cached("cnitest1", &att).expect("cached");
-    assert_eq!(cached.result.pod_ips(), ips);
+    assert_eq!(cached.result.expect("the ADD finished").pod_ips(), ips);
     assert_eq!(cached.attachment.netns, ns);
     again.del(None, "cnitest1", &att).unwrap();
     assert!(again.cached("cnitest1", &att).is_none());

@@ -220,7 +220,7 @@ impl Containers {
         // The monitor is this (protected) binary, started through the link
         // that names it: its path on disk may be writable.
         let exe = PathBuf::from("/proc/self/exe");
-        Ok(Self {
+        let this = Self {
             meta: dir,
             root: root.to_path_buf(),
             rt: Arc::new(oci_runtime::Runtime::new(root)),
@@ -230,7 +230,38 @@ impl Containers {
             pods,
             ctrs: Arc::new(Mutex::new(ctrs)),
             cdi_dirs: Vec::new(),
-        })
+        };
+        this.sweep_half_made();
+        Ok(this)
+    }
+
+    /// What a CreateContainer cut off (a kill of the server, a crash) left:
+    /// a container dir, mounts, a lease or a record being written, for a
+    /// container with no record. All of it goes, so nothing half-made stays.
+    fn sweep_half_made(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.meta) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(self.root.join("containers")) else {
+            return;
+        };
+        let known: std::collections::HashSet<String> = self.lock().keys().cloned().collect();
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !known.contains(&id) && e.path().is_dir() {
+                self.log.log(
+                    "warn",
+                    &format!("removing container {id}, left half-made by an earlier run"),
+                );
+                self.undo(&id);
+            }
+        }
     }
 
     /// Where CDIDevices are looked up.

@@ -166,7 +166,7 @@ impl Pods {
         let dir = meta.join("pods");
         let pods = super::records::load::<Pod>(&dir, "pod", |p| p.id.clone(), &log)?;
         let exe = super::exe_path()?;
-        Ok(Self {
+        let this = Self {
             meta: dir,
             root: root.to_path_buf(),
             rt: Arc::new(oci_runtime::Runtime::new(root)),
@@ -174,7 +174,82 @@ impl Pods {
             log,
             pods: Arc::new(Mutex::new(pods)),
             network,
-        })
+        };
+        this.sweep_half_made();
+        Ok(this)
+    }
+
+    /// What a RunPodSandbox cut off (a kill of the server) left for a pod
+    /// with no record: a CNI attachment (whose addresses the plugins may
+    /// have allocated), a pinned netns, a pause container, its dir, a
+    /// record being written. All of it goes.
+    fn sweep_half_made(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.meta) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let known: std::collections::HashSet<String> = self
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let mut orphans = std::collections::BTreeSet::new();
+        for (network, mut att) in self.network.cni.pending() {
+            if known.contains(&att.container_id) {
+                continue;
+            }
+            if !cni::netns::is_pinned(&att.netns) {
+                att.netns = PathBuf::new();
+            }
+            if let Err(e) = self.network.cni.del(None, &network, &att) {
+                self.log.log(
+                    "warn",
+                    &format!(
+                        "releasing network {network} of pod {}, left half-made: {e}",
+                        att.container_id
+                    ),
+                );
+            }
+            if !att.netns.as_os_str().is_empty() {
+                let _ = cni::netns::remove(&att.netns);
+            }
+            orphans.insert(att.container_id);
+        }
+        for sub in ["pods", "netns"] {
+            if let Ok(entries) = std::fs::read_dir(self.root.join(sub)) {
+                for e in entries.flatten() {
+                    let id = e.file_name().to_string_lossy().into_owned();
+                    if !known.contains(&id) {
+                        orphans.insert(id);
+                    }
+                }
+            }
+        }
+        for id in orphans {
+            self.log.log(
+                "warn",
+                &format!("removing pod {id}, left half-made by an earlier run"),
+            );
+            let _ = self.rt.kill(&id, libc::SIGKILL, true);
+            let _ = self
+                .rt
+                .wait_exit(&id, Some(std::time::Duration::from_secs(10)));
+            let _ = self.rt.delete(&id, true);
+            let _ = std::fs::remove_dir_all(self.root.join("pods").join(&id));
+            let pin = self.root.join("netns").join(&id);
+            if cni::netns::is_pinned(&pin) {
+                let _ = cni::netns::remove(&pin);
+            } else {
+                let _ = std::fs::remove_file(&pin);
+            }
+        }
     }
 
     fn save(&self, pod: &Pod) -> Result<(), Status> {
