@@ -78,6 +78,7 @@ def main():
     args = ap.parse_args()
     d = Daemons(args.bin, "warn")
     api = d.api
+    pods = {}
     try:
         client = build_client(d.work)
         ctrs = {}
@@ -89,6 +90,7 @@ def main():
                 linux=api.LinuxPodSandboxConfig(cgroup_parent=f"/cri-bench-{d.pid}",
                                                 security_context=api.LinuxSandboxSecurityContext(namespace_options=ns)))
             pod = rt.RunPodSandbox(api.RunPodSandboxRequest(config=cfg), timeout=120).pod_sandbox_id
+            pods.setdefault(name, []).append(pod)
             ctr = rt.CreateContainer(api.CreateContainerRequest(
                 pod_sandbox_id=pod, sandbox_config=cfg,
                 config=api.ContainerConfig(metadata=api.ContainerMetadata(name="app"),
@@ -138,6 +140,13 @@ def main():
                     sys.exit(f"{n}: {length} bytes, not {gib}")
                 thr[n].append(gib / secs / 1e6)
     finally:
+        for name, rt in d.rts.items():
+            for pod in pods.get(name, []):
+                try:
+                    rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+                    rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+                except Exception as e:  # noqa: BLE001 - shown, the rest still goes
+                    print(f"{name}: removing pod {pod}: {e}", file=sys.stderr)
         d.close()
 
     s, c = statistics.median(lat["serve"]), statistics.median(lat["containerd"])
