@@ -55,11 +55,17 @@ fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// A two-layer OCI layout named with a bare tag, as umoci writes.
 fn layout(dir: &Path) -> PathBuf {
-    let l = dir.join("hello");
-    let layers = [
-        layer(&[("etc/hostname", b"one\n"), ("etc/gone", b"x")]),
-        layer(&[("etc/hostname", b"two\n"), ("etc/.wh.gone", b"")]),
-    ];
+    layout_of(
+        dir.join("hello"),
+        [
+            layer(&[("etc/hostname", b"one\n"), ("etc/gone", b"x")]),
+            layer(&[("etc/hostname", b"two\n"), ("etc/.wh.gone", b"")]),
+        ],
+    )
+}
+
+/// An OCI layout at `l` of `layers`, its manifest named `v1`.
+fn layout_of<const N: usize>(l: PathBuf, layers: [Vec<u8>; N]) -> PathBuf {
     let descs: Vec<_> = layers
         .iter()
         .map(|t| blob(&l, "application/vnd.oci.image.layer.v1.tar", t))
@@ -573,4 +579,90 @@ fn pull_from_a_registry_then_bundle_and_run() {
         ],
         "mirors",
     );
+}
+
+/// A store on a small tmpfs: an import that does not fit fails naming the
+/// cause and leaves the image already there whole (it lists, skopeo reads
+/// it, no temp file stays); once the store is read-only, an import fails
+/// saying so and the store still lists.
+#[test]
+fn a_full_or_read_only_store_fails_clearly_and_keeps_what_it_had() {
+    if !is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "needs root under CI"
+        );
+        eprintln!("skipping: needs root for a tmpfs");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _guard = Unmount(store.clone());
+    ok(
+        &store,
+        &["image", "import", layout(tmp.path()).to_str().unwrap()],
+    );
+    let before = ok(&store, &["image", "ls"]);
+    assert_eq!(before.lines().count(), 2, "{before}");
+    // 4 MB that do not compress, in a store of 3.
+    let big: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let huge = layout_of(tmp.path().join("huge"), [layer(&[("big", &big)])]);
+    fails(
+        &store,
+        &["image", "import", huge.to_str().unwrap()],
+        "No space left on device",
+    );
+    assert_eq!(ok(&store, &["image", "ls"]), before);
+    let tmpdir = store.join(".store/tmp");
+    assert!(
+        std::fs::read_dir(&tmpdir).map_or(true, |mut d| d.next().is_none()),
+        "temp files left in {}",
+        tmpdir.display()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inspect = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{name}", store.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    // Read-only.
+    let st = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let again = tmp.path().join("again");
+    let again = layout_of(again, [layer(&[("etc/x", b"x")])]);
+    fails(
+        &store,
+        &["image", "import", again.to_str().unwrap()],
+        "Read-only file system",
+    );
+    assert_eq!(ok(&store, &["image", "ls"]), before);
 }

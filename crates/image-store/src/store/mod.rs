@@ -215,12 +215,21 @@ impl Store {
 
     fn lock_file(&self, name: &str, op: FlockOperation) -> Result<LockGuard> {
         let path = self.meta.join(name);
-        let file = File::options()
+        let file = match File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(io_err("open lock", &path))?;
+        {
+            Ok(f) => f,
+            // A read-only store can still be read: flock works on a file
+            // opened for reading (a writer then fails at its first write,
+            // saying why).
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+                File::open(&path).map_err(io_err("open lock", &path))?
+            }
+            Err(e) => return Err(io_err("open lock", &path)(e)),
+        };
         rustix::fs::flock(file.as_fd(), op).map_err(|e| Error::Io {
             op: "lock",
             path,
