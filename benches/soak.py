@@ -15,9 +15,10 @@ namespaces and CNI address reservations):
   Stop/RemovePodSandbox, N times;
 - load: N pods started at once while another client lists, inspects and
   streams container events; errors counted, p50/p99 per RPC;
-- kills: pods started at once and `serve` killed with SIGKILL at a random
-  (seeded) moment, then restarted: every pod whose RunPodSandbox answered is
-  listed, everything is removed, and the census is back where it was.
+- kills: pods started at once (or, every other round, removed at once) and
+  `serve` killed with SIGKILL at a random (seeded) moment, then restarted:
+  every pod whose RunPodSandbox answered is listed, everything is removed,
+  and the census is back where it was.
 
 Run as root. Exits 1 if anything leaked or failed; prints a table either way.
 """
@@ -307,8 +308,18 @@ def main():
                 with lock:
                     answered.append(pod)
             with concurrent.futures.ThreadPoolExecutor(max_workers=n) as ex:
-                futs = [ex.submit(up_noted) for _ in range(n)]
-                time.sleep(rng.uniform(0.05, 1.5))
+                if k % 2 == 0:
+                    # Cut off while pods are being made.
+                    futs = [ex.submit(up_noted) for _ in range(n)]
+                else:
+                    # Cut off while they are being taken down.
+                    for _ in range(n):
+                        up_noted()
+                    with lock:
+                        made_now = list(answered)
+                    answered.clear()
+                    futs = [ex.submit(down, p) for p in made_now]
+                time.sleep(rng.uniform(0.05, 1.5 if k % 2 == 0 else 0.3))
                 serve.kill9()
                 for f in futs:
                     try:
@@ -327,7 +338,7 @@ def main():
             for p in listed:
                 down(p)
         serve.stop()
-        check(f"kills: {args.kills} × SIGKILL of serve under load, restart, remove all", base,
+        check(f"kills: {args.kills} × SIGKILL of serve mid-start/-removal, restart, clean", base,
               census(work, tag), time.perf_counter() - t0)
     finally:
         if serve.proc and serve.proc.poll() is None:
