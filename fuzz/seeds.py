@@ -115,9 +115,13 @@ def configs():
                      "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
                      "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
                          {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}}}
-    put("config_json", "full.json", json.dumps(cfg, indent=1))
-    put("config_json", "minimal.json", json.dumps({"ociVersion": "1.0.2", "process": {
-        "user": {"uid": 0, "gid": 0}, "args": ["true"], "cwd": "/"}, "root": {"path": "rootfs"}}))
+    # The target's first byte: even, the rest is the file; odd, edits of
+    # its own valid config.
+    put("config_json", "full.json", b"\x00" + json.dumps(cfg, indent=1).encode())
+    put("config_json", "minimal.json", b"\x00" + json.dumps({"ociVersion": "1.0.2", "process": {
+        "user": {"uid": 0, "gid": 0}, "args": ["true"], "cwd": "/"}, "root": {"path": "rootfs"}}).encode())
+    put("config_json", "edit-process", b"\x01\x05\x01\x02")
+    put("config_json", "edit-linux", b"\x01\x09\x03\x02\x06")
 
 
 def registry():
