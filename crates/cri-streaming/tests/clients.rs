@@ -115,8 +115,20 @@ fn spdystream_client() -> Option<PathBuf> {
     Some(bin)
 }
 
-async fn run_json(bin: PathBuf, args: Vec<String>) -> serde_json::Value {
-    let out = tokio::task::spawn_blocking(move || Command::new(bin).args(args).output().unwrap())
+/// A streaming server on a loopback port with the test's backend.
+async fn echo_server() -> Server {
+    Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(60),
+        Arc::new(Echo),
+    )
+    .await
+    .unwrap()
+}
+
+/// Runs `cmd` (off the runtime's threads); the JSON it printed.
+async fn json_of(mut cmd: Command) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
     assert!(
@@ -127,18 +139,18 @@ async fn run_json(bin: PathBuf, args: Vec<String>) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+async fn run_json(bin: PathBuf, args: Vec<String>) -> serde_json::Value {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    json_of(cmd).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_and_port_forward_from_spdystream_which_does_no_flow_control() {
     let Some(bin) = spdystream_client() else {
         return;
     };
-    let server = Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(60),
-        Arc::new(Echo),
-    )
-    .await
-    .unwrap();
+    let server = echo_server().await;
     let exec = |cmd: &str| {
         server.url_for(Request::Exec(ExecRequest {
             container_id: "c".into(),
@@ -190,22 +202,9 @@ async fn node(modules: PathBuf, script: &str, args: Vec<String>) -> serde_json::
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/mini-runtime/tests/cri")
         .join(script);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args(args)
-            .env("NODE_PATH", &modules)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut cmd = Command::new("node");
+    cmd.arg(script).args(args).env("NODE_PATH", &modules);
+    json_of(cmd).await
 }
 
 /// A loopback TCP server that reads to the end and answers with what it
@@ -231,13 +230,7 @@ async fn answering_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_over_spdy_and_spdy_in_websocket() {
     let Some(modules) = modules() else { return };
-    let server = Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(60),
-        Arc::new(Echo),
-    )
-    .await
-    .unwrap();
+    let server = echo_server().await;
     let (a, b) = (answering_port().await, answering_port().await);
     let pf = || {
         server.url_for(Request::PortForward(PortForwardRequest {
@@ -334,13 +327,7 @@ async fn port_forward_over_spdy_and_spdy_in_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_output_past_every_window_over_spdy() {
     let Some(modules) = modules() else { return };
-    let server = Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(60),
-        Arc::new(Echo),
-    )
-    .await
-    .unwrap();
+    let server = echo_server().await;
     let url = server.url_for(Request::Exec(ExecRequest {
         container_id: "c".into(),
         cmd: vec!["big".into()],
@@ -362,13 +349,7 @@ async fn exec_output_past_every_window_over_spdy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_over_spdy_from_spdy_transport() {
     let Some(modules) = modules() else { return };
-    let server = Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(60),
-        Arc::new(Echo),
-    )
-    .await
-    .unwrap();
+    let server = echo_server().await;
     let url = server.url_for(Request::Exec(ExecRequest {
         container_id: "c".into(),
         cmd: vec!["x".into()],
@@ -377,24 +358,8 @@ async fn exec_over_spdy_from_spdy_transport() {
         stdout: true,
         stderr: true,
     }));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/mini-runtime/tests/cri/spdy_client.js");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args([url.as_str(), "hello spdy\n", "", ""])
-            .env("NODE_PATH", &modules)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = vec![url, "hello spdy\n".into(), "".into(), "".into()];
+    let r = node(modules, "spdy_client.js", args).await;
     assert_eq!(r["stdout"], "hello spdy\n", "{r}");
     assert_eq!(r["stderr"], "err\n", "{r}");
     let status: serde_json::Value = serde_json::from_str(r["error"].as_str().unwrap()).unwrap();

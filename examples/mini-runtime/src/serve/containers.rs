@@ -236,18 +236,10 @@ impl Containers {
     }
 
     /// What a CreateContainer cut off (a kill of the server, a crash) left:
-    /// a container dir, mounts, a lease or a record being written, for a
-    /// container with no record. All of it goes, so nothing half-made stays.
+    /// a container dir, mounts and a lease, for a container with no record
+    /// (a record half-written went as the records were read). All of it
+    /// goes, so nothing half-made stays.
     fn sweep_half_made(&self) {
-        if let Ok(entries) = std::fs::read_dir(&self.meta) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
         let Ok(entries) = std::fs::read_dir(self.root.join("containers")) else {
             return;
         };

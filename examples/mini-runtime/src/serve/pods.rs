@@ -181,18 +181,9 @@ impl Pods {
 
     /// What a RunPodSandbox cut off (a kill of the server) left for a pod
     /// with no record: a CNI attachment (whose addresses the plugins may
-    /// have allocated), a pinned netns, a pause container, its dir, a
-    /// record being written. All of it goes.
+    /// have allocated), a pinned netns, a pause container, its dir (a record
+    /// half-written went as the records were read). All of it goes.
     fn sweep_half_made(&self) {
-        if let Ok(entries) = std::fs::read_dir(&self.meta) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
         let known: std::collections::HashSet<String> = self
             .pods
             .lock()

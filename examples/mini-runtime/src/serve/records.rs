@@ -25,6 +25,11 @@ pub(crate) fn load<T: DeserializeOwned>(
     for e in std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
         let Ok(e) = e else { continue };
         let p = e.path();
+        // A record whose write was cut off (see `save`): never renamed in.
+        if p.extension().is_some_and(|x| x == "tmp") {
+            let _ = std::fs::remove_file(&p);
+            continue;
+        }
         if p.extension().is_none_or(|x| x != "json") {
             continue;
         }
