@@ -12,6 +12,8 @@
 //!   traits a runtime implements. Every RPC has a default body answering
 //!   `UNIMPLEMENTED`, so a runtime implements what it supports and grows from there.
 //! - [`v1::RuntimeServiceClient`] and [`v1::ImageServiceClient`] (feature `client`).
+//! - [`validate`]: the CRI's own rules for each request (required fields, enum
+//!   values, ranges), checked before a runtime acts on it; errors name the field.
 //! - [`transport`] (feature `transport`): [`transport::serve`] on a unix socket and
 //!   [`transport::connect`] to one, with the socket hygiene a node agent expects.
 //!
@@ -79,6 +81,7 @@ for c in containers {
 
 #[cfg(feature = "transport")]
 pub mod transport;
+pub mod validate;
 
 /// The CRI `runtime.v1` package: messages, enums, and (by feature) the client and
 /// server stubs of `RuntimeService` and `ImageService`.
