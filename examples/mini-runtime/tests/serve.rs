@@ -123,7 +123,10 @@ fn serve_answers_runtime_and_image_rpcs() {
             cri_api::v1::CgroupDriver::Cgroupfs as i32
         );
         let e = runtime
-            .checkpoint_container(CheckpointContainerRequest::default())
+            .checkpoint_container(CheckpointContainerRequest {
+                container_id: "c1".into(),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::Unimplemented);

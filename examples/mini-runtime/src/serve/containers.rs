@@ -365,35 +365,15 @@ impl Containers {
         pod_id: String,
         cfg: ContainerConfig,
     ) -> Result<Response<cri_api::v1::CreateContainerResponse>, Status> {
-        if pod_id.is_empty() {
-            return Err(invalid("pod_sandbox_id", "empty"));
-        }
-        let md = cfg
-            .metadata
-            .clone()
-            .ok_or_else(|| invalid("config.metadata", "missing"))?;
-        if md.name.is_empty() {
-            return Err(invalid("config.metadata.name", "empty"));
-        }
+        // The request has passed `cri_api::validate`.
+        let md = cfg.metadata.clone().unwrap_or_default();
         let wanted = cfg
             .image
             .as_ref()
             .map(|i| i.image.clone())
             .unwrap_or_default();
-        if wanted.is_empty() {
-            return Err(invalid("config.image.image", "empty"));
-        }
         let sb = self.sandbox(&pod_id)?;
         let id = random_id().map_err(|e| internal("making an id", e))?;
-        if Path::new(&cfg.log_path)
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(invalid(
-                "config.log_path",
-                &format!("{:?} leads out of the pod's log directory", cfg.log_path),
-            ));
-        }
         let log_path = if cfg.log_path.is_empty() {
             String::new()
         } else {
@@ -925,12 +905,6 @@ impl Containers {
         &self,
         req: ExecSyncRequest,
     ) -> Result<Response<ExecSyncResponse>, Status> {
-        if req.cmd.is_empty() {
-            return Err(invalid("cmd", "empty"));
-        }
-        if req.timeout < 0 {
-            return Err(invalid("timeout", "negative"));
-        }
         let c = self.get(&req.container_id)?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.exec_blocking(&c, &req.cmd, req.timeout))

@@ -386,7 +386,12 @@ async fn serve(s: Settings) -> Result<(), String> {
     let shutdown = async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
-    let server = bound.serve(runtime, images, shutdown);
+    // Every request passes the CRI's rules before the services see it.
+    let server = bound.serve(
+        cri_api::validate::Validated(runtime),
+        cri_api::validate::Validated(images),
+        shutdown,
+    );
     tokio::pin!(server);
     let mut stopping = rx;
     let res = tokio::select! {

@@ -618,20 +618,9 @@ impl Pods {
         req: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
         let req = req.into_inner();
-        let config: PodSandboxConfig = req.config.ok_or_else(|| invalid("config", "missing"))?;
-        let md = config
-            .metadata
-            .clone()
-            .ok_or_else(|| invalid("config.metadata", "missing"))?;
-        for (field, v) in [
-            ("name", &md.name),
-            ("uid", &md.uid),
-            ("namespace", &md.namespace),
-        ] {
-            if v.is_empty() {
-                return Err(invalid(&format!("config.metadata.{field}"), "empty"));
-            }
-        }
+        // The request has passed `cri_api::validate`.
+        let config: PodSandboxConfig = req.config.unwrap_or_default();
+        let md = config.metadata.clone().unwrap_or_default();
         if !req.runtime_handler.is_empty() && req.runtime_handler != "mini-runtime" {
             return Err(invalid(
                 "runtime_handler",
@@ -679,39 +668,17 @@ impl Pods {
         }
         // A user namespace of the pod's own (mode POD) with the kubelet's
         // mappings; the host's (NODE, or none given) otherwise.
+        // (`cri_api::validate` has checked the mode and the mappings.)
         let (uid_map, gid_map) = match &ns.userns_options {
-            None => (Vec::new(), Vec::new()),
-            Some(u) if u.mode == NamespaceMode::Node as i32 => (Vec::new(), Vec::new()),
             Some(u) if u.mode == NamespaceMode::Pod as i32 => {
-                let maps = |m: &[cri_api::v1::IdMapping], field: &str| {
-                    if m.is_empty() {
-                        return Err(invalid(
-                            field,
-                            "a user namespace of the pod's own needs mappings",
-                        ));
-                    }
+                let maps = |m: &[cri_api::v1::IdMapping]| -> Vec<(u32, u32, u32)> {
                     m.iter()
-                        .map(|x| {
-                            if x.length == 0 {
-                                Err(invalid(field, "a mapping of length 0"))
-                            } else {
-                                Ok((x.container_id, x.host_id, x.length))
-                            }
-                        })
-                        .collect::<Result<Vec<_>, _>>()
+                        .map(|x| (x.container_id, x.host_id, x.length))
+                        .collect()
                 };
-                let base = "config.linux.security_context.namespace_options.userns_options";
-                (
-                    maps(&u.uids, &format!("{base}.uids"))?,
-                    maps(&u.gids, &format!("{base}.gids"))?,
-                )
+                (maps(&u.uids), maps(&u.gids))
             }
-            Some(u) => {
-                return Err(invalid(
-                    "config.linux.security_context.namespace_options.userns_options.mode",
-                    &format!("{}: only POD and NODE are supported for pods", u.mode),
-                ));
-            }
+            _ => (Vec::new(), Vec::new()),
         };
         if !uid_map.is_empty() && ns.network == NamespaceMode::Node as i32 {
             return Err(invalid(

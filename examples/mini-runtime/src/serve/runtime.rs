@@ -30,7 +30,6 @@ use super::containers::Containers;
 use super::events::Events;
 use super::pods::Pods;
 use super::stats::StatsService;
-use super::status::invalid;
 
 /// The runtime side of the server.
 #[derive(Debug)]
@@ -72,23 +71,6 @@ impl Runtime {
             streams,
         }
     }
-}
-
-/// The streams of an Exec or Attach as the kubelet may ask for them.
-fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
-    if !(stdin || stdout || stderr) {
-        return Err(invalid(
-            "stdin/stdout/stderr",
-            "at least one must be asked for",
-        ));
-    }
-    if tty && stderr {
-        return Err(invalid(
-            "stderr",
-            "a terminal has no stderr of its own (tty and stderr)",
-        ));
-    }
-    Ok(())
 }
 
 #[cri_api::async_trait]
@@ -207,7 +189,7 @@ impl cri_api::v1::RuntimeService for Runtime {
         req: Request<CreateContainerRequest>,
     ) -> Result<Response<CreateContainerResponse>, Status> {
         let req = req.into_inner();
-        let config = req.config.ok_or_else(|| invalid("config", "missing"))?;
+        let config = req.config.unwrap_or_default();
         let pod = req.pod_sandbox_id.clone();
         let r = self.ctrs.create(req.pod_sandbox_id, config).await?;
         self.events
@@ -234,9 +216,6 @@ impl cri_api::v1::RuntimeService for Runtime {
         req: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
         let req = req.into_inner();
-        if req.container_id.is_empty() {
-            return Err(invalid("container_id", "empty"));
-        }
         self.ctrs.stop(&req.container_id, req.timeout).await?;
         Ok(Response::new(StopContainerResponse {}))
     }
@@ -246,9 +225,6 @@ impl cri_api::v1::RuntimeService for Runtime {
         req: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
         let id = req.into_inner().container_id;
-        if id.is_empty() {
-            return Err(invalid("container_id", "empty"));
-        }
         let known = self.ctrs.pod_of(&id);
         self.ctrs.remove(&id).await?;
         if let Some((id, pod)) = known {
@@ -316,10 +292,6 @@ impl cri_api::v1::RuntimeService for Runtime {
 
     async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
         let r = req.into_inner();
-        if r.cmd.is_empty() {
-            return Err(invalid("cmd", "empty"));
-        }
-        check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
         let id = self.ctrs.running_id(&r.container_id)?;
         let url = self
             .streams
@@ -339,7 +311,6 @@ impl cri_api::v1::RuntimeService for Runtime {
         req: Request<AttachRequest>,
     ) -> Result<Response<AttachResponse>, Status> {
         let r = req.into_inner();
-        check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
         let id = self.ctrs.running_id(&r.container_id)?;
         let url = self.streams.url_for(cri_streaming::Request::Attach(
             cri_streaming::AttachRequest {
@@ -358,18 +329,11 @@ impl cri_api::v1::RuntimeService for Runtime {
         req: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
         let r = req.into_inner();
-        if r.pod_sandbox_id.is_empty() {
-            return Err(invalid("pod_sandbox_id", "empty"));
-        }
-        let mut ports = Vec::new();
-        for p in &r.port {
-            ports.push(
-                u16::try_from(*p)
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| invalid("port", &format!("{p} is not a TCP port")))?,
-            );
-        }
+        let ports = r
+            .port
+            .iter()
+            .filter_map(|p| u16::try_from(*p).ok())
+            .collect();
         self.pods.netns_of(&r.pod_sandbox_id)?;
         let url = self.streams.url_for(cri_streaming::Request::PortForward(
             cri_streaming::PortForwardRequest {
@@ -426,9 +390,6 @@ impl cri_api::v1::RuntimeService for Runtime {
         req: Request<cri_api::v1::PodSandboxStatsRequest>,
     ) -> Result<Response<cri_api::v1::PodSandboxStatsResponse>, Status> {
         let id = req.into_inner().pod_sandbox_id;
-        if id.is_empty() {
-            return Err(invalid("pod_sandbox_id", "empty"));
-        }
         let stats = self.stats.pod_stats(&id).await?;
         Ok(Response::new(cri_api::v1::PodSandboxStatsResponse {
             stats: Some(stats),
@@ -494,9 +455,6 @@ impl cri_api::v1::RuntimeService for Runtime {
         req: Request<cri_api::v1::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<cri_api::v1::UpdatePodSandboxResourcesResponse>, Status> {
         let req = req.into_inner();
-        if req.pod_sandbox_id.is_empty() {
-            return Err(invalid("pod_sandbox_id", "empty"));
-        }
         self.pods
             .update_resources(&req.pod_sandbox_id, req.overhead, req.resources)?;
         Ok(Response::new(

@@ -148,17 +148,26 @@ fn caps_of(sc: &LinuxContainerSecurityContext) -> Result<(Vec<String>, Vec<Strin
         caps.clear();
     }
     for c in add.iter().filter(|c| !is_all(c)) {
-        let c = canon("capabilities.add_capabilities", c)?;
+        let c = canon(
+            "config.linux.security_context.capabilities.add_capabilities",
+            c,
+        )?;
         if !caps.contains(&c) {
             caps.push(c);
         }
     }
     for c in drop.iter().filter(|c| !is_all(c)) {
-        let c = canon("capabilities.drop_capabilities", c)?;
+        let c = canon(
+            "config.linux.security_context.capabilities.drop_capabilities",
+            c,
+        )?;
         caps.retain(|x| *x != c);
     }
     for c in ambient.iter_mut() {
-        *c = canon("capabilities.add_ambient_capabilities", c)?;
+        *c = canon(
+            "config.linux.security_context.capabilities.add_ambient_capabilities",
+            c,
+        )?;
         if !caps.contains(c) {
             caps.push(c.clone());
         }
@@ -186,7 +195,7 @@ fn seccomp_of(
             },
             None => {
                 return Err(invalid(
-                    "security_context.seccomp_profile_path",
+                    "config.linux.security_context.seccomp_profile_path",
                     &format!("{path:?} is not runtime/default, unconfined or localhost/<path>"),
                 ));
             }
@@ -206,20 +215,20 @@ fn seccomp_of(
             let path = &profile.localhost_ref;
             if !path.starts_with('/') {
                 return Err(invalid(
-                    "security_context.seccomp.localhost_ref",
+                    "config.linux.security_context.seccomp.localhost_ref",
                     &format!("{path:?} is not an absolute path"),
                 ));
             }
             let text = std::fs::read(path).map_err(|e| {
                 invalid(
-                    "security_context.seccomp.localhost_ref",
+                    "config.linux.security_context.seccomp.localhost_ref",
                     &format!("reading {path}: {e}"),
                 )
             })?;
             let p: oci_spec::runtime::LinuxSeccomp =
                 serde_json::from_slice(&text).map_err(|e| {
                     invalid(
-                        "security_context.seccomp.localhost_ref",
+                        "config.linux.security_context.seccomp.localhost_ref",
                         &format!("{path} is not a seccomp profile: {e}"),
                     )
                 })?;
@@ -228,7 +237,7 @@ fn seccomp_of(
                 .map_err(|e| Status::internal(format!("encoding {path}: {e}")))
         }
         Err(_) => Err(invalid(
-            "security_context.seccomp.profile_type",
+            "config.linux.security_context.seccomp.profile_type",
             &format!("unknown value {}", profile.profile_type),
         )),
     }
@@ -255,7 +264,7 @@ fn apparmor_of(sc: &LinuxContainerSecurityContext) -> Result<Option<String>, Sta
             Ok(ProfileType::Unconfined) => Want::None,
             Err(_) => {
                 return Err(invalid(
-                    "security_context.apparmor.profile_type",
+                    "config.linux.security_context.apparmor.profile_type",
                     &format!("unknown value {}", p.profile_type),
                 ));
             }
@@ -266,7 +275,7 @@ fn apparmor_of(sc: &LinuxContainerSecurityContext) -> Result<Option<String>, Sta
             Some(name) => Want::Named(name.to_string()),
             None => {
                 return Err(invalid(
-                    "security_context.apparmor_profile",
+                    "config.linux.security_context.apparmor_profile",
                     &format!("{p:?} is not runtime/default, unconfined or localhost/<name>"),
                 ));
             }
@@ -279,7 +288,7 @@ fn apparmor_of(sc: &LinuxContainerSecurityContext) -> Result<Option<String>, Sta
             .map(|n| Some(n.to_string()))
             .map_err(|e| Status::failed_precondition(e.to_string())),
         Want::Named(name) if !enabled => Err(invalid(
-            "security_context.apparmor",
+            "config.linux.security_context.apparmor",
             &format!("profile {name:?} asked for, but AppArmor is not enabled on this host"),
         )),
         Want::Named(name) => Ok(Some(name)),
@@ -461,7 +470,10 @@ fn propagation(p: i32) -> Result<&'static str, Status> {
         Ok(MountPropagation::PropagationPrivate) => Ok("rprivate"),
         Ok(MountPropagation::PropagationHostToContainer) => Ok("rslave"),
         Ok(MountPropagation::PropagationBidirectional) => Ok("rshared"),
-        Err(_) => Err(invalid("mounts.propagation", &format!("unknown value {p}"))),
+        Err(_) => Err(invalid(
+            "config.mounts.propagation",
+            &format!("unknown value {p}"),
+        )),
     }
 }
 
@@ -483,7 +495,7 @@ pub(crate) fn container_spec(
     let sc = linux.security_context.clone().unwrap_or_default();
     if sc.privileged && !sb.privileged {
         return Err(Status::invalid_argument(
-            "security_context.privileged: the pod sandbox is not privileged",
+            "config.linux.security_context.privileged: the pod sandbox is not privileged",
         ));
     }
     // The user: run_as_user / run_as_username, with run_as_group.
@@ -492,55 +504,32 @@ pub(crate) fn container_spec(
         sc.run_as_username.as_str(),
         &sc.run_as_group,
     ) {
-        (Some(u), _, g) => {
-            if u.value < 0 {
-                return Err(invalid("security_context.run_as_user", "negative"));
-            }
-            Some(match g {
-                Some(g) => format!("{}:{}", u.value, g.value),
-                None => u.value.to_string(),
-            })
-        }
+        (Some(u), _, g) => Some(match g {
+            Some(g) => format!("{}:{}", u.value, g.value),
+            None => u.value.to_string(),
+        }),
         (None, name, g) if !name.is_empty() => Some(match g {
             Some(g) => format!("{name}:{}", g.value),
             None => name.to_string(),
         }),
-        (None, _, Some(_)) => {
-            return Err(invalid(
-                "security_context.run_as_group",
-                "given without run_as_user or run_as_username",
-            ));
-        }
-        (None, _, None) => None,
+        // (run_as_group alone is refused by `cri_api::validate`.)
+        (None, _, _) => None,
     };
-    let mut groups = Vec::new();
-    for g in &sc.supplemental_groups {
-        groups.push(
-            u32::try_from(*g)
-                .map_err(|_| invalid("security_context.supplemental_groups", "out of range"))?,
-        );
-    }
+    // In range: checked by `cri_api::validate`.
+    let groups = sc
+        .supplemental_groups
+        .iter()
+        .filter_map(|g| u32::try_from(*g).ok())
+        .collect();
     let overrides = oci_runtime::ImageOverrides {
         entrypoint: (!cfg.command.is_empty()).then(|| cfg.command.clone()),
         cmd: (!cfg.args.is_empty()).then(|| cfg.args.clone()),
+        // Keys and UTF-8 values: checked by `cri_api::validate`.
         env: cfg
             .envs
             .iter()
-            .enumerate()
-            .map(|(i, kv)| match std::str::from_utf8(&kv.value) {
-                Ok(v) if !kv.key.is_empty() && !kv.key.contains('=') => {
-                    Ok(format!("{}={v}", kv.key))
-                }
-                Ok(_) => Err(invalid(
-                    &format!("envs[{i}].key"),
-                    &format!("{:?} is empty or holds '='", kv.key),
-                )),
-                Err(_) => Err(invalid(
-                    &format!("envs[{i}].value"),
-                    &format!("the value of {} is not UTF-8", kv.key),
-                )),
-            })
-            .collect::<Result<_, _>>()?,
+            .map(|kv| format!("{}={}", kv.key, String::from_utf8_lossy(&kv.value)))
+            .collect(),
         working_dir: (!cfg.working_dir.is_empty()).then(|| cfg.working_dir.clone()),
         user,
         additional_gids: groups,
@@ -609,7 +598,7 @@ pub(crate) fn container_spec(
         Ok(NamespaceMode::Target) => {
             let pid = pid_target(&cns.target_id).ok_or_else(|| {
                 Status::not_found(format!(
-                    "namespace_options.target_id: container {:?} is not running",
+                    "config.linux.security_context.namespace_options.target_id: container {:?} is not running",
                     cns.target_id
                 ))
             })?;
@@ -617,7 +606,7 @@ pub(crate) fn container_spec(
         }
         Err(_) => {
             return Err(invalid(
-                "security_context.namespace_options.pid",
+                "config.linux.security_context.namespace_options.pid",
                 &format!("unknown value {}", cns.pid),
             ));
         }
@@ -654,17 +643,12 @@ pub(crate) fn container_spec(
         }
     }
     let mut rootfs_propagation = "";
-    let mut requested = cfg.mounts.clone();
+    // By their index in the request, which errors name.
+    let mut requested: Vec<_> = cfg.mounts.iter().enumerate().collect();
     // Parents before children, as containerd orders them.
-    requested.sort_by_key(|m| Path::new(&m.container_path).components().count());
-    for (i, m) in requested.iter().enumerate() {
-        let field = |f: &str| format!("mounts[{i}].{f}");
-        if !m.container_path.starts_with('/') {
-            return Err(invalid(
-                &field("container_path"),
-                &format!("{:?} is not absolute", m.container_path),
-            ));
-        }
+    requested.sort_by_key(|(_, m)| Path::new(&m.container_path).components().count());
+    for (i, m) in requested {
+        let field = |f: &str| format!("config.mounts[{i}].{f}");
         // Without SELinux there is no label to set, and the relabel is a
         // no-op (as containerd's); with it, this server cannot relabel.
         if m.selinux_relabel && Path::new("/sys/fs/selinux/enforce").exists() {
@@ -713,12 +697,6 @@ pub(crate) fn container_spec(
                 full
             }
         } else {
-            if !m.host_path.starts_with('/') {
-                return Err(invalid(
-                    &field("host_path"),
-                    &format!("{:?} is not absolute", m.host_path),
-                ));
-            }
             let p = PathBuf::from(&m.host_path);
             // A missing host path becomes a directory, as containerd does.
             if std::fs::symlink_metadata(&p).is_err() {
@@ -791,14 +769,8 @@ pub(crate) fn container_spec(
         }
     }
     for (i, d) in cfg.devices.iter().enumerate() {
-        if !d.container_path.starts_with('/') {
-            return Err(invalid(
-                &format!("devices[{i}].container_path"),
-                &format!("{:?} is not absolute", d.container_path),
-            ));
-        }
         let (dev, rule) = device(Path::new(&d.host_path), &d.container_path, &d.permissions)
-            .map_err(|e| invalid(&format!("devices[{i}]"), &e))?;
+            .map_err(|e| invalid(&format!("config.devices[{i}]"), &e))?;
         devices.push(dev);
         rules.push(rule);
     }
