@@ -194,9 +194,178 @@ def streams():
     put("stream_frames", "query", b"\x01" + b"/portforward/t?port=80&port=443")
 
 
+def cri_api():
+    """The CRI's messages, compiled from this workspace's proto (needs the
+    test command's .venv, which has grpcio-tools)."""
+    import importlib
+    import sys
+    import tempfile
+    from grpc_tools import protoc
+
+    out = tempfile.mkdtemp()
+    rc = protoc.main(["protoc", f"-I{ROOT}/crates/cri-api/proto", f"--python_out={out}",
+                      "runtime/v1/api.proto"])
+    assert rc == 0, "grpc_tools.protoc failed"
+    for d in ("runtime", "runtime/v1"):
+        open(os.path.join(out, d, "__init__.py"), "a").close()
+    sys.path.insert(0, out)
+    return importlib.import_module("runtime.v1.api_pb2")
+
+
+# The selector byte of each request type in fuzz_targets/cri_requests.rs.
+CRI_SELECTORS = {
+    "RunPodSandboxRequest": 1, "StopPodSandboxRequest": 2, "CreateContainerRequest": 7,
+    "StopContainerRequest": 9, "ListContainersRequest": 11,
+    "UpdateContainerResourcesRequest": 14, "ExecSyncRequest": 16, "ExecRequest": 17,
+    "AttachRequest": 18, "PortForwardRequest": 19, "UpdateRuntimeConfigRequest": 26,
+    "UpdatePodSandboxResourcesRequest": 34, "PullImageRequest": 38, "RemoveImageRequest": 39,
+}
+
+
+def cri():
+    """CRI requests as the kubelet and crictl send them (valid, so that
+    mutations start deep), and a few of the ways they go wrong."""
+    from google.protobuf import json_format
+
+    api = cri_api()
+    pod = {
+        "metadata": {"name": "web", "uid": "7f0c", "namespace": "default", "attempt": 1},
+        "hostname": "web", "logDirectory": "/var/log/pods/default_web_7f0c",
+        "dnsConfig": {"servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local"],
+                      "options": ["ndots:5"]},
+        "portMappings": [{"protocol": "TCP", "containerPort": 80, "hostPort": 8080},
+                         {"protocol": "UDP", "containerPort": 53, "hostIp": "127.0.0.1"}],
+        "labels": {"app": "web"}, "annotations": {"kubernetes.io/config.source": "api"},
+        "linux": {
+            "cgroupParent": "/kubepods/besteffort/pod7f0c",
+            "sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
+            "securityContext": {
+                "namespaceOptions": {"network": "POD", "pid": "CONTAINER", "ipc": "POD"},
+                "runAsUser": {"value": "1000"}, "runAsGroup": {"value": "1000"},
+                "supplementalGroups": ["1000", "2000"],
+                "seccomp": {"profileType": "RuntimeDefault"},
+            },
+            "overhead": {"cpuShares": "10"},
+            "resources": {"cpuPeriod": "100000", "cpuQuota": "50000",
+                          "memoryLimitInBytes": "268435456"},
+        },
+    }
+    userns_pod = json.loads(json.dumps(pod))
+    userns_pod["linux"]["securityContext"]["namespaceOptions"]["usernsOptions"] = {
+        "mode": "POD", "uids": [{"hostId": 65536, "containerId": 0, "length": 65536}],
+        "gids": [{"hostId": 65536, "containerId": 0, "length": 65536}]}
+    ctr = {
+        "metadata": {"name": "app", "attempt": 0},
+        "image": {"image": "docker.io/library/busybox:1.36"},
+        "command": ["/bin/sh", "-c"], "args": ["echo hi; sleep 3600"], "workingDir": "/srv",
+        "envs": [{"key": "PATH", "value": "L3Vzci9iaW46L2Jpbg=="}, {"key": "EMPTY"}],
+        "mounts": [{"containerPath": "/data", "hostPath": "/var/lib/data", "readonly": True,
+                    "propagation": "PROPAGATION_HOST_TO_CONTAINER"},
+                   {"containerPath": "/vol", "image": {"image": "example.com/data:1"},
+                    "imageSubPath": "sub", "readonly": True, "recursiveReadOnly": True}],
+        "devices": [{"containerPath": "/dev/fuse", "hostPath": "/dev/fuse", "permissions": "rw"}],
+        "labels": {"io.kubernetes.container.name": "app"},
+        "logPath": "app/0.log", "stdin": True, "stdinOnce": True, "tty": False,
+        "linux": {
+            "resources": {"cpuShares": "512", "memoryLimitInBytes": "134217728",
+                          "oomScoreAdj": "999", "cpusetCpus": "0-1", "unified": {"memory.high": "max"},
+                          "hugepageLimits": [{"pageSize": "2MB", "limit": "0"}]},
+            "securityContext": {
+                "capabilities": {"addCapabilities": ["NET_ADMIN"], "dropCapabilities": ["ALL"],
+                                 "addAmbientCapabilities": ["CAP_NET_BIND_SERVICE"]},
+                "namespaceOptions": {"pid": "TARGET", "targetId": "a1b2"},
+                "runAsUsername": "nobody", "runAsGroup": {"value": "65534"},
+                "noNewPrivs": True, "readonlyRootfs": True,
+                "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
+                "apparmor": {"profileType": "Localhost", "localhostRef": "k8s-default"},
+                "seccompProfilePath": "localhost//var/lib/kubelet/seccomp/audit.json",
+            },
+        },
+        "CDIDevices": [{"name": "vendor.com/gpu=0"}],
+        "stopSignal": "SIGQUIT",
+    }
+    bad_ctr = json.loads(json.dumps(ctr))
+    bad_ctr["linux"]["securityContext"]["runAsUser"] = {"value": "-1"}
+    bad_ctr["mounts"][0]["hostPath"] = "relative/path"
+    requests = [
+        ("pod", "RunPodSandboxRequest", {"config": pod, "runtimeHandler": "runc"}),
+        ("pod-userns", "RunPodSandboxRequest", {"config": userns_pod}),
+        ("pod-empty", "RunPodSandboxRequest", {"config": {"metadata": {"name": "x"}}}),
+        ("ctr", "CreateContainerRequest",
+         {"podSandboxId": "5f3e", "config": ctr, "sandboxConfig": pod}),
+        ("ctr-bad", "CreateContainerRequest", {"podSandboxId": "5f3e", "config": bad_ctr}),
+        ("stop-ctr", "StopContainerRequest", {"containerId": "a1b2", "timeout": "30"}),
+        ("stop-pod", "StopPodSandboxRequest", {"podSandboxId": "5f3e"}),
+        ("list", "ListContainersRequest",
+         {"filter": {"state": {"state": "CONTAINER_RUNNING"}, "podSandboxId": "5f3e",
+                     "labelSelector": {"app": "web"}}}),
+        ("update", "UpdateContainerResourcesRequest",
+         {"containerId": "a1b2", "linux": {"cpuQuota": "20000", "cpuPeriod": "100000"}}),
+        ("update-pod", "UpdatePodSandboxResourcesRequest",
+         {"podSandboxId": "5f3e", "resources": {"memoryLimitInBytes": "1073741824"}}),
+        ("execsync", "ExecSyncRequest", {"containerId": "a1b2", "cmd": ["ls", "/"], "timeout": "5"}),
+        ("exec", "ExecRequest",
+         {"containerId": "a1b2", "cmd": ["sh"], "tty": True, "stdin": True, "stdout": True}),
+        ("attach", "AttachRequest", {"containerId": "a1b2", "stdout": True, "stderr": True}),
+        ("portforward", "PortForwardRequest", {"podSandboxId": "5f3e", "port": [80, 443]}),
+        ("runtime-config", "UpdateRuntimeConfigRequest",
+         {"runtimeConfig": {"networkConfig": {"podCidr": "10.244.0.0/24,fd00::/64"}}}),
+        ("pull", "PullImageRequest",
+         {"image": {"image": "registry.example.com/app:1"},
+          "auth": {"username": "u", "password": "p", "serverAddress": "registry.example.com"},
+          "sandboxConfig": pod}),
+        ("rmi", "RemoveImageRequest", {"image": {"image": "sha256:" + "a" * 64}}),
+    ]
+    for name, kind, body in requests:
+        msg = json_format.ParseDict(body, getattr(api, kind)())
+        put("cri_requests", name, bytes([CRI_SELECTORS[kind]]) + msg.SerializeToString())
+
+
+def image_documents():
+    """What fuzz_targets/image_documents.rs wraps around its document, built
+    the same way, and a valid document for each place."""
+    manifest_t = "application/vnd.oci.image.manifest.v1+json"
+
+    def desc(media_type, body):
+        return '{"mediaType":"%s","digest":"sha256:%s","size":%d}' % (
+            media_type, hashlib.sha256(body).hexdigest(), len(body))
+
+    layer = b"\0" * 1024
+    config = ('{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"]},'
+              '"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}'
+              % hashlib.sha256(layer).hexdigest()).encode()
+
+    def manifest_for(cfg):
+        return ('{"schemaVersion":2,"mediaType":"%s","config":%s,"layers":[%s]}' % (
+            manifest_t, desc("application/vnd.oci.image.config.v1+json", cfg),
+            desc("application/vnd.oci.image.layer.v1.tar", layer))).encode()
+
+    manifest = manifest_for(config)
+    user_config = json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"User": "1000:1000", "Env": ["PATH=/bin", "A=b"], "Entrypoint": ["/app"],
+                   "Cmd": ["--serve"], "WorkingDir": "/srv", "StopSignal": "SIGQUIT",
+                   "Volumes": {"/data": {}}, "ExposedPorts": {"80/tcp": {}}},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+        "history": [{"created_by": "fuzz"}]}).encode()
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [json.loads(desc(manifest_t, manifest)) | {
+                            "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    docker = json.dumps([{"Config": hashlib.sha256(config).hexdigest() + ".json",
+                          "RepoTags": ["example.com/fuzz:docker"],
+                          "Layers": ["layer/layer.tar"]}]).encode()
+    put("image_documents", "manifest", b"\x00" + manifest)
+    put("image_documents", "config", b"\x01" + config)
+    put("image_documents", "config-user", b"\x01" + user_config)
+    put("image_documents", "index", b"\x02" + index)
+    put("image_documents", "docker-manifest", b"\x03" + docker)
+
+
 if __name__ == "__main__":
     images(layers())
     configs()
     registry()
     cni()
     streams()
+    cri()
+    image_documents()

@@ -17,6 +17,7 @@ cd "$(dirname "$0")/../fuzz"
 declare -A RUNS=(
   [layer_apply]=4000 [image_import]=1500 [config_json]=20000
   [registry_replies]=200000 [stream_frames]=100000 [cni_result]=200000
+  [image_documents]=1500 [cri_requests]=200000
 )
 
 cargo fuzz build --sanitizer none
