@@ -98,8 +98,8 @@ fn variant(bytes: &[u8], k: usize) -> Vec<u8> {
 }
 
 enum Req {
-    Pod(RunPodSandboxRequest),
-    Ctr(CreateContainerRequest),
+    Pod(Box<RunPodSandboxRequest>),
+    Ctr(Box<CreateContainerRequest>),
 }
 
 /// A decoded request made safe to send here: cgroups under this test's
@@ -173,11 +173,11 @@ fn hostile_cri_requests_leave_nothing_half_made() {
                 let b = variant(body, k);
                 let mut req = match sel {
                     1 => match RunPodSandboxRequest::decode(&b[..]) {
-                        Ok(r) => Req::Pod(r),
+                        Ok(r) => Req::Pod(Box::new(r)),
                         Err(_) => continue,
                     },
                     7 => match CreateContainerRequest::decode(&b[..]) {
-                        Ok(r) => Req::Ctr(r),
+                        Ok(r) => Req::Ctr(Box::new(r)),
                         Err(_) => continue,
                     },
                     _ => break,
@@ -188,13 +188,13 @@ fn hostile_cri_requests_leave_nothing_half_made() {
                 let (verdict, answer) = match req {
                     Req::Pod(r) => (
                         r.validate(),
-                        c.run_pod_sandbox(r)
+                        c.run_pod_sandbox(*r)
                             .await
                             .map(|a| (true, a.into_inner().pod_sandbox_id)),
                     ),
                     Req::Ctr(r) => (
                         r.validate(),
-                        c.create_container(r)
+                        c.create_container(*r)
                             .await
                             .map(|a| (false, a.into_inner().container_id)),
                     ),
