@@ -581,8 +581,8 @@ fn pull_from_a_registry_then_bundle_and_run() {
     );
 }
 
-/// A store on a small tmpfs: an import that does not fit fails naming the
-/// cause and leaves the image already there whole (it lists, skopeo reads
+/// A store on a small tmpfs: an import or a pull that does not fit fails
+/// naming the cause and leaves the image already there whole (it lists, skopeo reads
 /// it, no temp file stays); once the store is read-only, an import fails
 /// saying so and the store still lists.
 #[test]
@@ -629,11 +629,45 @@ fn a_full_or_read_only_store_fails_clearly_and_keeps_what_it_had() {
     );
     assert_eq!(ok(&store, &["image", "ls"]), before);
     let tmpdir = store.join(".store/tmp");
+    let no_temp_files = || {
+        assert!(
+            std::fs::read_dir(&tmpdir).map_or(true, |mut d| d.next().is_none()),
+            "temp files left in {}",
+            tmpdir.display()
+        );
+    };
+    no_temp_files();
+    // The same image pulled from a registry fails the same way.
+    let reg = common::registry();
+    let pushed = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", huge.display()))
+        .arg(format!("docker://127.0.0.1:{}/full/huge:1", reg.port))
+        .output()
+        .expect("skopeo");
     assert!(
-        std::fs::read_dir(&tmpdir).map_or(true, |mut d| d.next().is_none()),
-        "temp files left in {}",
-        tmpdir.display()
+        pushed.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&pushed.stderr)
     );
+    let o = mr(
+        &store,
+        &[
+            "image",
+            "pull",
+            &format!("127.0.0.1:{}/full/huge:1", reg.port),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    // Progress lines, then one error line.
+    let err = String::from_utf8(o.stderr).unwrap();
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("mini-runtime: ") && last.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(ok(&store, &["image", "ls"]), before);
+    no_temp_files();
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
     let name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
