@@ -412,3 +412,136 @@ fn hostile_cri_requests_leave_nothing_half_made() {
         .unwrap();
     assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
 }
+
+/// Fills the file system of `dir`: its blocks with one file, its inodes
+/// with empty ones, all under `dir/fill`.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let fill = dir.join("fill");
+    std::fs::create_dir_all(&fill).unwrap();
+    let mut f = std::fs::File::create(fill.join("blocks")).unwrap();
+    let chunk = vec![0x5a; 1 << 20];
+    while f.write_all(&chunk).is_ok() {}
+    while f.write_all(&chunk[..4096]).is_ok() {}
+    let _ = f.sync_all();
+    for i in 0.. {
+        if std::fs::File::create(fill.join(i.to_string())).is_err() {
+            break;
+        }
+    }
+}
+
+/// CreateContainer with the store and state on a full file system fails
+/// naming ENOSPC and leaves nothing of the container; once there is room,
+/// the same request makes a container that runs.
+#[test]
+fn create_container_on_a_full_disk_fails_cleanly_then_works() {
+    if !root_or_skip("create_container_on_a_full_disk_fails_cleanly_then_works") {
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m,nr_inodes=4096", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _unmount = Unmount(disk.clone());
+    let pid = std::process::id();
+    let parent = format!("/mr-serve-test-{pid}-full");
+    let _cleanup = Cleanup {
+        dir: disk.clone(),
+        cgroups: vec![parent.clone()],
+    };
+    let image = import_busybox(&disk);
+    let sock = disk.join("cri.sock");
+    let mut child = spawn_in(&disk, &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = RuntimeServiceClient::new(cri_api::transport::connect(&sock).await.unwrap());
+        let mut pod_cfg = pod_config("full", &[]);
+        pod_cfg.log_directory = disk.join("logs").display().to_string();
+        let pod = run_pod(&mut c, &pod_cfg).await;
+        // As root, which owns the image's /tmp.
+        let mut cfg = config(
+            "c",
+            &image,
+            &["/bin/sh", "-c", "echo hi > /tmp/x; sleep 60"],
+        );
+        cfg.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                run_as_user: Some(cri_api::v1::Int64Value { value: 0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cfg),
+            sandbox_config: Some(pod_cfg.clone()),
+        };
+        fill(&disk);
+        let before = footprint(&disk);
+        let shown = listed(&mut c).await;
+        let e = c.create_container(req.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+        assert!(e.message().contains("No space left on device"), "{e:?}");
+        assert_eq!(listed(&mut c).await, shown);
+        let after = footprint(&disk);
+        assert_eq!(after.0, before.0, "mounts left");
+        let new = added(&disk, &before.1, &after.1);
+        assert!(new.is_empty(), "left {new:?}");
+
+        std::fs::remove_dir_all(disk.join("fill")).unwrap();
+        let id = c
+            .create_container(req)
+            .await
+            .unwrap_or_else(|e| panic!("with room again: {e:?}"))
+            .into_inner()
+            .container_id;
+        common::serve::start(&mut c, &id).await;
+        // What the container writes lands on the disk that was full.
+        let mut out = String::new();
+        for _ in 0..100 {
+            let script = "read l < /tmp/x; echo $l";
+            let r = common::serve::exec(&mut c, &id, &["/bin/sh", "-c", script], 10)
+                .await
+                .unwrap();
+            out = String::from_utf8_lossy(&r.stdout).into_owned();
+            if out == "hi\n" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(out, "hi\n");
+        c.remove_container(RemoveContainerRequest { container_id: id })
+            .await
+            .unwrap();
+        c.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::Logger;
 use super::pods::{Pods, now_nanos, random_id};
 use super::spec::{self, Sandbox};
-use super::status::{chain, from_store, invalid};
+use super::status::{chain, from_store, internal, invalid};
 
 /// The kubelet's cap on ExecSync output, per stream.
 const MAX_EXEC_OUTPUT: usize = 16 << 20;
@@ -173,10 +173,6 @@ pub(crate) struct Containers {
     pods: Pods,
     ctrs: Arc<Mutex<HashMap<String, Ctr>>>,
     cdi_dirs: Vec<PathBuf>,
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("{what}: {e}"))
 }
 
 /// Nanoseconds since the epoch of oci-runtime's RFC 3339 times

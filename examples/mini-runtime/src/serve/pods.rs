@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Logger;
 use super::spec::Sandbox;
-use super::status::{chain, invalid};
+use super::status::{chain, internal, invalid};
 
 /// One pod as the server remembers it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,10 +149,6 @@ pub(crate) struct Pods {
     log: Logger,
     pods: Arc<Mutex<HashMap<String, Pod>>>,
     network: Network,
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("{what}: {e}"))
 }
 
 impl Pods {

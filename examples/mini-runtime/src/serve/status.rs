@@ -20,8 +20,35 @@ pub(crate) fn from_store(e: image_store::Error) -> Status {
         }
         E::Registry { .. } => Status::unavailable(msg),
         E::DigestMismatch { .. } | E::SizeMismatch { .. } => Status::data_loss(msg),
+        _ if out_of_space(&e) => Status::resource_exhausted(msg),
         _ => Status::internal(msg),
     }
+}
+
+/// Whether an error comes of a full file system or quota (ENOSPC,
+/// EDQUOT), which gRPC calls RESOURCE_EXHAUSTED.
+fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// A failure of this server's own work (`what`), as INTERNAL, or as
+/// RESOURCE_EXHAUSTED when the disk is full.
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Status {
+    let msg = format!("{what}: {e}");
+    // An io::Error's text ends with its errno.
+    if msg.ends_with("(os error 28)") || msg.ends_with("(os error 122)") {
+        return Status::resource_exhausted(msg);
+    }
+    Status::internal(msg)
 }
 
 /// A listing as a server stream, in messages of up to 100 items.
