@@ -4,7 +4,7 @@
 
     cargo build --release -p mini-runtime
     bash scripts/setup.sh
-    .venv/bin/python benches/soak.py [--cli 1000] [--serve 1000] [--load 100] [--kills 5]
+    .venv/bin/python benches/soak.py [--cli 1000] [--serve 1000] [--load 100] [--kills 6]
     .venv/bin/python benches/soak.py --short --bin target/debug/mini-runtime   # what CI runs
 
 Phases (each counted against a census taken before it: mounts, cgroups,
@@ -15,8 +15,10 @@ namespaces and CNI address reservations):
   Stop/RemovePodSandbox, N times;
 - load: N pods started at once while another client lists, inspects and
   streams container events; errors counted, p50/p99 per RPC;
-- kills: pods started at once (or, every other round, removed at once) and
-  `serve` killed with SIGKILL at a random (seeded) moment, then restarted:
+- kills: pods started at once (or, in turn, removed at once, or their
+  containers sent ExecSync, UpdateContainerResources, ContainerStats and
+  removals at once) and `serve` killed with SIGKILL at a random (seeded)
+  moment, then restarted:
   every pod whose RunPodSandbox answered is listed, everything is removed,
   and the census is back where it was.
 
@@ -129,13 +131,13 @@ def main():
     ap.add_argument("--cli", type=int, default=1000)
     ap.add_argument("--serve", type=int, default=1000)
     ap.add_argument("--load", type=int, default=100)
-    ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--short", action="store_true", help="CI's: 30 / 20 / 20 / 1")
+    ap.add_argument("--kills", type=int, default=6)
+    ap.add_argument("--short", action="store_true", help="CI's: 30 / 20 / 20 / 3")
     ap.add_argument("--bin", default=BIN)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     if args.short:
-        args.cli, args.serve, args.load, args.kills = 30, 20, 20, 1
+        args.cli, args.serve, args.load, args.kills = 30, 20, 20, 3
     rng = random.Random(args.seed)
     pid = os.getpid()
     tag = f"soak-{pid}"
@@ -303,23 +305,43 @@ def main():
             answered = []
             n = max(4, args.load // 2)
 
+            made = []
+
             def up_noted():
                 pod, ctr = up()
                 with lock:
                     answered.append(pod)
+                    made.append((pod, ctr))
+
+            def busy(ctr):
+                # The RPCs a kubelet sends to running containers, then
+                # their removal.
+                rt = serve.rt
+                rt.ExecSync(api.ExecSyncRequest(container_id=ctr, cmd=["/bin/true"], timeout=10),
+                            timeout=60)
+                rt.UpdateContainerResources(api.UpdateContainerResourcesRequest(
+                    container_id=ctr, linux=api.LinuxContainerResources(cpu_shares=512)), timeout=60)
+                rt.ContainerStats(api.ContainerStatsRequest(container_id=ctr), timeout=60)
+                rt.ContainerStatus(api.ContainerStatusRequest(container_id=ctr), timeout=60)
+                rt.StopContainer(api.StopContainerRequest(container_id=ctr, timeout=0), timeout=120)
+                rt.RemoveContainer(api.RemoveContainerRequest(container_id=ctr), timeout=120)
             with concurrent.futures.ThreadPoolExecutor(max_workers=n) as ex:
-                if k % 2 == 0:
+                if k % 3 == 0:
                     # Cut off while pods are being made.
                     futs = [ex.submit(up_noted) for _ in range(n)]
                 else:
-                    # Cut off while they are being taken down.
                     for _ in range(n):
                         up_noted()
                     with lock:
-                        made_now = list(answered)
-                    answered.clear()
-                    futs = [ex.submit(down, p) for p in made_now]
-                time.sleep(rng.uniform(0.05, 1.5 if k % 2 == 0 else 0.3))
+                        made_now = list(made)
+                    if k % 3 == 1:
+                        # Cut off while they are being taken down.
+                        answered.clear()
+                        futs = [ex.submit(down, p) for p, _ in made_now]
+                    else:
+                        # Cut off amid exec, updates, stats and removals.
+                        futs = [ex.submit(busy, c) for _, c in made_now]
+                time.sleep(rng.uniform(0.05, 1.5 if k % 3 == 0 else 0.3))
                 serve.kill9()
                 for f in futs:
                     try:
@@ -338,7 +360,7 @@ def main():
             for p in listed:
                 down(p)
         serve.stop()
-        check(f"kills: {args.kills} × SIGKILL of serve mid-start/-removal, restart, clean", base,
+        check(f"kills: {args.kills} × SIGKILL of serve mid-start, -removal or -exec/update, restart, clean", base,
               census(work, tag), time.perf_counter() - t0)
     finally:
         if serve.proc and serve.proc.poll() is None:
