@@ -183,6 +183,37 @@ fn pause_stops_a_busy_loop_and_resume_restarts_it() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// A cgroup left frozen, as by a `kill --all` cut off between its freeze and
+/// thaw: SIGKILL to every process still ends the container.
+#[test]
+fn kill_all_with_sigkill_ends_a_container_left_frozen() {
+    if !root_or_skip("kill_all_with_sigkill_ends_a_container_left_frozen") {
+        return;
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["sh", "-c", "sleep 1000 & sleep 1000"]);
+    let id = unique_id("frozen");
+    rt.run_detached(&b, &id);
+    let state = v1_dir(pid_of(&rt, &id), "freezer").join("freezer.state");
+    std::fs::write(&state, "FROZEN").unwrap();
+    let out = rt.run(&["kill", "--all", &id, "KILL"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = rt.state(&id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if status == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(status, "stopped", "freezer: {}", read(&state));
+    let out = rt.run(&["delete", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// Without a pid namespace, only the cgroup knows every process of the container.
 #[test]
 fn kill_all_and_ps_reach_every_process_without_a_pid_namespace() {

@@ -67,7 +67,10 @@ impl Runtime {
                 if let Ok(pids) = &pids {
                     send_all(pids, s.pid, sig);
                 }
-                if froze {
+                // SIGKILL takes effect only once thawed: a cgroup left
+                // frozen (a paused container, or a kill cut off between
+                // freeze and thaw) is thawed after it.
+                if froze || (was_frozen && signal == libc::SIGKILL) {
                     cg.freeze(false)?;
                 }
                 return pids.map(drop);
