@@ -327,6 +327,14 @@ fn cpu_list(field: &str, list: &str) -> Checked {
     Ok(())
 }
 
+/// A timeout in seconds: 0 or more.
+fn seconds(field: &str, value: i64) -> Checked {
+    if value < 0 {
+        return Err(bad(field, format!("{value} s is negative")));
+    }
+    Ok(())
+}
+
 fn pod_id(id: &str) -> Checked {
     required("pod_sandbox_id", id)
 }
@@ -662,10 +670,7 @@ nothing_required!(
 impl Validate for StopContainerRequest {
     fn validate(&self) -> Checked {
         container_id(&self.container_id)?;
-        if self.timeout < 0 {
-            return Err(bad("timeout", format!("{} s is negative", self.timeout)));
-        }
-        Ok(())
+        seconds("timeout", self.timeout)
     }
 }
 
@@ -698,10 +703,7 @@ impl Validate for ExecSyncRequest {
     fn validate(&self) -> Checked {
         container_id(&self.container_id)?;
         command(&self.cmd)?;
-        if self.timeout < 0 {
-            return Err(bad("timeout", format!("{} s is negative", self.timeout)));
-        }
-        Ok(())
+        seconds("timeout", self.timeout)
     }
 }
 
@@ -767,10 +769,7 @@ impl Validate for UpdateRuntimeConfigRequest {
 impl Validate for CheckpointContainerRequest {
     fn validate(&self) -> Checked {
         container_id(&self.container_id)?;
-        if self.timeout < 0 {
-            return Err(bad("timeout", format!("{} s is negative", self.timeout)));
-        }
-        Ok(())
+        seconds("timeout", self.timeout)
     }
 }
 
